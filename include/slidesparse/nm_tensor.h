@@ -1,0 +1,48 @@
+// The compact n:m tensor of a SlideSparse checkpoint: values [N, (K_pad/m)*n] (selected values of
+// each block in ascending position order) + masks [N, K_pad/m] (bit i = position i kept; popcount
+// == n) + per-row weight scales when quantized.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "slidesparse/dtype.h"
+#include "slidesparse/pattern.h"
+#include "slidesparse/prune.h"
+#include "slidesparse/quant.h"
+#include "slidesparse/status.h"
+
+namespace slidesparse {
+
+struct NmTensor {
+  Pattern pattern;
+  int64_t N = 0, K = 0;
+  DType value_dtype = DType::kBF16;  // BF16/F16 (quant none), I8, F8_E4M3
+  std::vector<uint8_t> values;       // [N, blocks*n] elements of value_dtype
+  std::vector<uint16_t> masks;       // [N, blocks]
+  std::vector<float> scales;         // [N] when quantized, else empty
+
+  int64_t blocks() const { return pattern.blocks(K); }
+  int64_t values_per_row() const { return blocks() * pattern.n; }
+  DType mask_dtype() const { return pattern.m <= 8 ? DType::kU8 : DType::kU16; }
+  QuantMode quant() const;
+};
+
+// Dense [N, K] elements of dtype t (already pruned and, if quantized, quantized) + masks ->
+// compact. Positions >= K (padding) that are selected store 0.
+Expected<NmTensor> nm_pack(DType t, const void* dense, int64_t N, int64_t K, Pattern p,
+                           const uint16_t* masks);
+// Compact -> dense [N, K] elements of value_dtype, zeros where not selected.
+void nm_unpack(const NmTensor& t, void* dense);
+// Checks popcount == n for every mask and that no bit is out of range; names row/block on failure.
+Status nm_verify(const NmTensor& t);
+
+// The whole conversion of one linear weight: fp32 w [N, K] -> prune -> (quantize per output
+// channel) -> pack. value dtype for kNone is `float_dtype` (BF16 or F16, the model's dtype).
+Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, PruneMethod method,
+                               const float* act_norms, QuantMode q, DType float_dtype);
+
+// Dequantized fp32 dense [N, K] of a compact tensor (value * scale, zeros elsewhere).
+std::vector<float> nm_to_dense_f32(const NmTensor& t);
+
+}  // namespace slidesparse

@@ -1,0 +1,31 @@
+// Device query used by every CUDA entry point: is there a GPU, and is it sm_80 or newer?
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "slidesparse/status.h"
+
+namespace slidesparse::cuda {
+
+// Ok when device 0 exists and has compute capability >= 8.0; otherwise kUnsupported naming why.
+Status check_device(int* sm_out) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return unsupported("no CUDA device found (" + std::string(cudaGetErrorString(e)) + ")");
+  }
+  cudaDeviceProp prop{};
+  e = cudaGetDeviceProperties(&prop, 0);
+  if (e != cudaSuccess)
+    return unsupported(std::string("cudaGetDeviceProperties: ") + cudaGetErrorString(e));
+  int sm = prop.major * 10 + prop.minor;
+  if (sm_out) *sm_out = sm;
+  if (sm < 80) {
+    return unsupported("GPU " + std::string(prop.name) + " is sm_" + std::to_string(sm) +
+                       "; SlideSparse needs sm_80 or newer (sparse tensor cores)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace slidesparse::cuda

@@ -1,0 +1,77 @@
+// slidesparse: prune -> slide -> quantize -> compress checkpoints, evaluate and benchmark them.
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "cli.h"
+
+namespace slidesparse::cli {
+namespace {
+
+struct Entry {
+  std::string parent, name, description;
+  CommandSetup setup;
+};
+
+std::vector<Entry>& registry() {
+  static std::vector<Entry> r;
+  return r;
+}
+
+}  // namespace
+
+CommandRegistrar::CommandRegistrar(const std::string& parent, const std::string& name,
+                                   const std::string& description, CommandSetup setup) {
+  registry().push_back({parent, name, description, std::move(setup)});
+}
+
+int exit_code_for(const Status& s) {
+  if (s.ok()) return 0;
+  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+}  // namespace slidesparse::cli
+
+int main(int argc, char** argv) {
+  using namespace slidesparse;
+  using namespace slidesparse::cli;
+  CLI::App app{"slidesparse: run n:m-pruned LLMs (6:8, 4:6, 8:10) on 2:4 sparse tensor cores"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "slidesparse 0.1.0");
+
+  // Parents first (commands with nested subcommands, e.g. "bench", "eval"), then leaves.
+  std::map<std::string, CLI::App*> parents;
+  auto parent_of = [&](const std::string& name) -> CLI::App* {
+    if (name.empty()) return &app;
+    auto it = parents.find(name);
+    if (it != parents.end()) return it->second;
+    CLI::App* p = app.add_subcommand(name, name + " commands (see --help)");
+    p->require_subcommand(1);
+    parents[name] = p;
+    return p;
+  };
+  std::vector<std::pair<CLI::App*, CommandFn>> bodies;
+  for (auto& e : registry()) {
+    CLI::App* sub = parent_of(e.parent)->add_subcommand(e.name, e.description);
+    bodies.emplace_back(sub, e.setup(*sub));
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "slidesparse: error: %s (see --help)\n", e.what());
+    return 2;
+  }
+  for (auto& [sub, body] : bodies) {
+    if (!sub->parsed()) continue;
+    Status s = body();
+    if (!s.ok()) {
+      std::fprintf(stderr, "slidesparse %s: error: %s\n", sub->get_name().c_str(),
+                   s.message().c_str());
+    }
+    return exit_code_for(s);
+  }
+  return 2;
+}
