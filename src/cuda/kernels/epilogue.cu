@@ -1,0 +1,122 @@
+// Dequant + bias epilogue. One thread handles 4 consecutive outputs of a row; 16-byte loads of the
+// accumulators when the row stride allows it.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels/epilogue.cuh"
+
+namespace slidesparse::cuda::kernels {
+namespace {
+
+__device__ __forceinline__ float ld_f32(const int32_t* p) {
+  return __int2float_rn(*p);
+}
+__device__ __forceinline__ float ld_f32(const float* p) {
+  return *p;
+}
+__device__ __forceinline__ float ld_f32(const __nv_bfloat16* p) {
+  return __bfloat162float(*p);
+}
+__device__ __forceinline__ float ld_f32(const __half* p) {
+  return __half2float(*p);
+}
+__device__ __forceinline__ void st(__nv_bfloat16* p, float v) {
+  *p = __float2bfloat16_rn(v);
+}
+__device__ __forceinline__ void st(__half* p, float v) {
+  *p = __float2half_rn(v);
+}
+
+template <class TAcc, class TOut>
+__global__ void epilogue_kernel(const TAcc* acc, int64_t ld_acc, const float* __restrict__ s_x,
+                                const float* __restrict__ s_w, const float* __restrict__ bias,
+                                TOut* y, int64_t ld_y, int64_t M, int64_t N) {
+  const int64_t groups = (N + 3) / 4;
+  const int64_t total = M * groups;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t m = i / groups;
+    int64_t n0 = (i - m * groups) * 4;
+    const TAcc* a = acc + m * ld_acc + n0;
+    float v[4];
+    if (sizeof(TAcc) == 4 && n0 + 4 <= N && (ld_acc & 3) == 0) {
+      // 16-byte aligned: ld_acc % 4 == 0, n0 % 4 == 0, buffers from cudaMalloc.
+      uint4 raw = *reinterpret_cast<const uint4*>(a);
+      const TAcc* e = reinterpret_cast<const TAcc*>(&raw);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) v[k] = ld_f32(e + k);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) v[k] = n0 + k < N ? ld_f32(a + k) : 0.0f;
+    }
+    const float sx = s_x ? s_x[m] : 1.0f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      int64_t n = n0 + k;
+      if (n >= N) break;
+      float r = v[k];
+      if (s_x) r = __fmul_rn(r, sx);
+      if (s_w) r = __fmul_rn(r, s_w[n]);
+      if (bias) r = __fadd_rn(r, bias[n]);
+      st(y + m * ld_y + n, r);
+    }
+  }
+}
+
+template <class TAcc, class TOut>
+Status launch_t(const void* acc, int64_t ld_acc, const float* s_x, const float* s_w,
+                const float* bias, void* y, int64_t ld_y, int64_t M, int64_t N,
+                cudaStream_t stream) {
+  int64_t total = M * ((N + 3) / 4);
+  int threads = 256;
+  int64_t grid = (total + threads - 1) / threads;
+  if (grid > 65536 * 8) grid = 65536 * 8;
+  epilogue_kernel<TAcc, TOut><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
+      static_cast<const TAcc*>(acc), ld_acc, s_x, s_w, bias, static_cast<TOut*>(y), ld_y, M, N);
+  SS_CUDA_TRY(cudaGetLastError());
+  return Status::Ok();
+}
+
+template <class TOut>
+Status launch_out(DType acc_t, const void* acc, int64_t ld_acc, const float* s_x, const float* s_w,
+                  const float* bias, void* y, int64_t ld_y, int64_t M, int64_t N,
+                  cudaStream_t stream) {
+  switch (acc_t) {
+    case DType::kI32:
+      return launch_t<int32_t, TOut>(acc, ld_acc, s_x, s_w, bias, y, ld_y, M, N, stream);
+    case DType::kF32:
+      return launch_t<float, TOut>(acc, ld_acc, s_x, s_w, bias, y, ld_y, M, N, stream);
+    case DType::kBF16:
+      return launch_t<__nv_bfloat16, TOut>(acc, ld_acc, s_x, s_w, bias, y, ld_y, M, N, stream);
+    case DType::kF16:
+      return launch_t<__half, TOut>(acc, ld_acc, s_x, s_w, bias, y, ld_y, M, N, stream);
+    default:
+      return unsupported(std::string("epilogue: accumulator dtype ") + dtype_name(acc_t) +
+                         " not supported (expected I32, F32, BF16 or F16)");
+  }
+}
+
+}  // namespace
+
+Status launch_epilogue(DType acc_t, const void* acc, int64_t ld_acc, const float* s_x,
+                       const float* s_w, const float* bias, DType out_t, void* y, int64_t ld_y,
+                       int64_t M, int64_t N, cudaStream_t stream) {
+  if (M < 0 || N < 0 || ld_acc < N || ld_y < N)
+    return invalid_argument("epilogue: bad sizes M=" + std::to_string(M) +
+                            " N=" + std::to_string(N) + " ld_acc=" + std::to_string(ld_acc) +
+                            " ld_y=" + std::to_string(ld_y));
+  if (reinterpret_cast<uintptr_t>(acc) % 16 != 0)
+    return invalid_argument("epilogue: accumulator pointer must be 16-byte aligned");
+  if (M == 0 || N == 0) return Status::Ok();
+  if (out_t == DType::kBF16)
+    return launch_out<__nv_bfloat16>(acc_t, acc, ld_acc, s_x, s_w, bias, y, ld_y, M, N, stream);
+  if (out_t == DType::kF16)
+    return launch_out<__half>(acc_t, acc, ld_acc, s_x, s_w, bias, y, ld_y, M, N, stream);
+  return unsupported(std::string("epilogue: output dtype ") + dtype_name(out_t) +
+                     " not supported (expected BF16 or F16)");
+}
+
+}  // namespace slidesparse::cuda::kernels

@@ -1,0 +1,167 @@
+// Device helpers shared by the quantize-only and the fused quantize+lift kernels: per-row absmax,
+// the scale rule of DESIGN.md (absmax/qmax, 1.0 for an all-zero row) and the element rounding
+// (int8: rint half-even + clamp; fp8 e4m3: RNE, saturating), all IEEE fp32 without fast-math.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "slidesparse/dtype.h"
+#include "slidesparse/pattern.h"
+#include "slidesparse/quant.h"
+
+namespace slidesparse::cuda::kernels {
+
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float to_f32(__half v) {
+  return __half2float(v);
+}
+
+__device__ __forceinline__ uint8_t quant_i8(float v, float scale) {
+  float q = rintf(__fdiv_rn(v, scale));
+  q = fminf(fmaxf(q, -127.0f), 127.0f);
+  return static_cast<uint8_t>(static_cast<int8_t>(q));
+}
+__device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
+  return static_cast<uint8_t>(
+      __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3));
+}
+
+// Lifted column kp -> source column, or -1 (zero). L = 4(N-1) lifted values per block of m.
+__device__ __forceinline__ int64_t lift_src(int64_t kp, int64_t K, int m, int L, int64_t blocks) {
+  int64_t b = kp / L;
+  int r = static_cast<int>(kp - b * L);
+  int64_t src = b * m + 2 * (r >> 2) + (r & 3);
+  return (b < blocks && src < K) ? src : -1;
+}
+
+// Block-wide max of non-negative floats (blockDim.x a multiple of 32, <= 1024).
+__device__ __forceinline__ float block_max(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  int nw = blockDim.x >> 5;
+  v = lane < nw ? red[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// One CTA per row of out [M_pad, K_out] (codes: int8 or e4m3). Rows >= M are written as zero.
+// The row of x [M, K] is read once into shared memory with 16-byte loads (when K % 8 == 0), the
+// absmax reduced, then out is written 16 bytes per thread-iteration, gathering through the lift
+// (LIFT) or the identity (quantize only). scales[M] receives the per-token scales.
+template <class TIn, bool FP8, bool LIFT>
+__global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t K, int m, int L,
+                                  int64_t blocks, uint8_t* __restrict__ out, int64_t K_out,
+                                  float* __restrict__ scales, float qmax) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float red[32];
+  TIn* row = reinterpret_cast<TIn*>(smem_raw);
+  const int64_t r = blockIdx.x;
+  uint8_t* o = out + r * K_out;
+  if (r >= M) {
+    for (int64_t c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16)
+      *reinterpret_cast<uint4*>(o + c) = make_uint4(0, 0, 0, 0);
+    return;
+  }
+  const TIn* xr = x + r * K;
+  float amax = 0.0f;
+  if ((K & 7) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0) {
+    for (int64_t c = threadIdx.x * 8; c < K; c += blockDim.x * 8) {
+      uint4 v = __ldg(reinterpret_cast<const uint4*>(xr + c));
+      *reinterpret_cast<uint4*>(row + c) = v;
+      const TIn* e = reinterpret_cast<const TIn*>(&v);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(to_f32(e[i])));
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < K; c += blockDim.x) {
+      TIn v = xr[c];
+      row[c] = v;
+      amax = fmaxf(amax, fabsf(to_f32(v)));
+    }
+  }
+  amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
+  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
+  if (threadIdx.x == 0) scales[r] = scale;
+  for (int64_t c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+    alignas(16) uint8_t q[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      int64_t kp = c + i;
+      int64_t src = LIFT ? lift_src(kp, K, m, L, blocks) : (kp < K ? kp : -1);
+      float v = src >= 0 ? to_f32(row[src]) : 0.0f;
+      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+    }
+    *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
+  }
+}
+
+constexpr int kQuantThreads = 256;
+constexpr size_t kQuantMaxSmem = 200 * 1024;
+
+template <class TIn, bool FP8, bool LIFT>
+Status launch_quant_rows_t(const void* x, int64_t M, int64_t K, Pattern p, void* out, int64_t M_pad,
+                           int64_t K_out, float* scales, cudaStream_t stream) {
+  auto kernel = quant_rows_kernel<TIn, FP8, LIFT>;
+  size_t smem = static_cast<size_t>(K) * sizeof(TIn);
+  static bool configured = false;  // once per instantiation
+  if (!configured) {
+    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(kQuantMaxSmem)));
+    configured = true;
+  }
+  kernel<<<static_cast<unsigned>(M_pad), kQuantThreads, smem, stream>>>(
+      static_cast<const TIn*>(x), M, K, p.m, p.lifted_block(), p.blocks(K),
+      static_cast<uint8_t*>(out), K_out, scales, FP8 ? 448.0f : 127.0f);
+  SS_CUDA_TRY(cudaGetLastError());
+  return Status::Ok();
+}
+
+// Validation + dispatch over (activation dtype, int8/fp8) for one LIFT value.
+template <bool LIFT>
+Status launch_quant_rows(const char* op, DType in, QuantMode q, Pattern p, const void* x, int64_t M,
+                         int64_t K, void* out, int64_t M_pad, int64_t K_out, float* scales,
+                         cudaStream_t stream) {
+  if (in != DType::kBF16 && in != DType::kF16)
+    return unsupported(std::string(op) + ": activation dtype " + dtype_name(in) +
+                       " not supported (expected BF16 or F16)");
+  if (q == QuantMode::kNone)
+    return invalid_argument(std::string(op) + ": quant mode none has no codes");
+  if (M < 0 || K <= 0 || M_pad < M || M_pad > 0x7fffffff)
+    return invalid_argument(std::string(op) + ": bad sizes M=" + std::to_string(M) +
+                            " K=" + std::to_string(K) + " M_pad=" + std::to_string(M_pad));
+  int64_t need = LIFT ? p.k_lifted(K) : K;
+  if (K_out < need || K_out % 16 != 0)
+    return invalid_argument(std::string(op) + ": K_out=" + std::to_string(K_out) +
+                            " must be a multiple of 16 and >= " + std::to_string(need));
+  if (static_cast<size_t>(K) * 2 > kQuantMaxSmem)
+    return unsupported(std::string(op) + ": K=" + std::to_string(K) +
+                       " exceeds the shared-memory row (" + std::to_string(kQuantMaxSmem / 2) +
+                       " elements)");
+  if (reinterpret_cast<uintptr_t>(out) % 16 != 0)
+    return invalid_argument(std::string(op) + ": output pointer must be 16-byte aligned");
+  if (M_pad == 0) return Status::Ok();
+  const bool fp8 = q == QuantMode::kFp8;
+  if (in == DType::kBF16) {
+    return fp8 ? launch_quant_rows_t<__nv_bfloat16, true, LIFT>(x, M, K, p, out, M_pad, K_out,
+                                                                scales, stream)
+               : launch_quant_rows_t<__nv_bfloat16, false, LIFT>(x, M, K, p, out, M_pad, K_out,
+                                                                 scales, stream);
+  }
+  return fp8 ? launch_quant_rows_t<__half, true, LIFT>(x, M, K, p, out, M_pad, K_out, scales,
+                                                       stream)
+             : launch_quant_rows_t<__half, false, LIFT>(x, M, K, p, out, M_pad, K_out, scales,
+                                                        stream);
+}
+
+}  // namespace slidesparse::cuda::kernels
