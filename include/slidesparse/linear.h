@@ -79,6 +79,16 @@ class GpuLinear {
   // (I32 for int8, F32 for fp8, the activation dtype for bf16/fp16). Synchronizes the stream.
   virtual Status copy_accumulators(int64_t M, void* host, void* stream) = 0;
 
+  // Tuning hooks (`slidesparse tune`, `bench kernel`). gemm_configs: how many explicit GEMM
+  // configurations exist for this M (cuSPARSELt: ALG_CONFIG_MAX_ID + 1; cuBLASLt: heuristic
+  // candidates, at most 16). config(i, split_k) describes configuration i as a TuneEntry (key
+  // fields filled). run_gemm_config runs the GEMM with `e`'s algorithm (null: library heuristic).
+  // search_gemm runs cusparseLtMatmulSearch (sparse only) and returns what it chose.
+  virtual Expected<int> gemm_configs(int64_t M) = 0;
+  virtual TuneEntry config(int64_t M, int index, int split_k) const = 0;
+  virtual Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) = 0;
+  virtual Expected<TuneEntry> search_gemm(int64_t M, void* stream) = 0;
+
  protected:
   int64_t N_ = 0, K_ = 0;
   QuantMode q_ = QuantMode::kNone;

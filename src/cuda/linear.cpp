@@ -159,6 +159,24 @@ class DenseLinear final : public GpuLinear {
     return copy_to_host(acc_, gout_, M, N_, N_ld_, host, S(stream));
   }
 
+  Expected<int> gemm_configs(int64_t M) override {
+    return gemm_->candidates(M, N_, K_al_, N_ld_, 16);
+  }
+  TuneEntry config(int64_t M, int index, int) const override {
+    TuneEntry e{"cublaslt", prec_, "dense", N_, K_, TuningTable::bucket(M)};
+    e.algo_index = index;
+    return e;
+  }
+  Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
+    SS_RETURN_IF_ERROR(reserve(M));
+    const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
+    return gemm_->run(w_.get(), xin, acc_.get(), M, N_, K_al_, N_ld_, e ? e->algo_index : -1,
+                      S(stream));
+  }
+  Expected<TuneEntry> search_gemm(int64_t, void*) override {
+    return unsupported("dense linear: no library search (use the heuristic candidates)");
+  }
+
  private:
   DenseLinear() = default;
   DType act_ = DType::kBF16, gin_ = DType::kBF16, gout_ = DType::kBF16;
@@ -286,6 +304,33 @@ class SparseLinear final : public GpuLinear {
     return copy_to_host(acc_, gout_, M, N_, N_pad_, host, S(stream));
   }
 
+  Expected<int> gemm_configs(int64_t M) override {
+    SS_RETURN_IF_ERROR(reserve(M));
+    SS_ASSIGN_OR_RETURN(int max_id, gemm_->max_alg_id(round_up(M, align_)));
+    return max_id + 1;
+  }
+  TuneEntry config(int64_t M, int index, int split_k) const override {
+    TuneEntry e{"cusparselt", prec_, p_.str(), N_, K_, TuningTable::bucket(M)};
+    e.alg_id = index;
+    e.split_k = split_k;
+    return e;
+  }
+  Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
+    SS_RETURN_IF_ERROR(reserve(M));
+    SparseAlgo a;
+    if (e) a = SparseAlgo{e->alg_id, e->split_k, e->split_k_mode, e->split_k_buffers};
+    return gemm_->run(xq_.get(), acc_.get(), round_up(M, align_), a, S(stream));
+  }
+  Expected<TuneEntry> search_gemm(int64_t M, void* stream) override {
+    SS_RETURN_IF_ERROR(reserve(M));
+    SS_ASSIGN_OR_RETURN(SparseAlgo a,
+                        gemm_->search(xq_.get(), acc_.get(), round_up(M, align_), S(stream)));
+    TuneEntry e = config(M, a.alg_id, a.split_k);
+    e.split_k_mode = a.split_k_mode;
+    e.split_k_buffers = a.split_k_buffers;
+    return e;
+  }
+
  private:
   SparseLinear() = default;
   Pattern p_;
@@ -337,6 +382,15 @@ class AutoLinear final : public GpuLinear {
   Status copy_accumulators(int64_t M, void* host, void* s) override {
     return pick(M)->copy_accumulators(M, host, s);
   }
+  Expected<int> gemm_configs(int64_t M) override { return pick(M)->gemm_configs(M); }
+  TuneEntry config(int64_t M, int i, int k) const override { return pick(M)->config(M, i, k); }
+  Status run_gemm_config(int64_t M, const TuneEntry* e, void* s) override {
+    return pick(M)->run_gemm_config(M, e, s);
+  }
+  Expected<TuneEntry> search_gemm(int64_t M, void* s) override {
+    return pick(M)->search_gemm(M, s);
+  }
+  bool uses_sparse(int64_t M) const { return pick(M) == sparse_.get(); }
 
  private:
   std::unique_ptr<GpuLinear> dense_, sparse_;
