@@ -47,6 +47,10 @@ class TuningTable {
   void put(const TuneEntry& e);  // replaces an entry with the same key
   const TuneEntry* find(const std::string& backend, const std::string& precision,
                         const std::string& pattern, int64_t N, int64_t K, int64_t M) const;
+  // Same key, the tuned bucket nearest to bucket(M) in log scale (ties: the larger); null if the
+  // shape was never tuned. Used to pick GEMM algorithms for untuned buckets.
+  const TuneEntry* find_nearest(const std::string& backend, const std::string& precision,
+                                const std::string& pattern, int64_t N, int64_t K, int64_t M) const;
   static int64_t bucket(int64_t M);
   std::string gpu;
   std::vector<TuneEntry> entries;
@@ -106,8 +110,8 @@ Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const NmTensor& w, const 
 // and compressed once. value dtype BF16/F16 must equal cfg.act_dtype.
 Expected<std::unique_ptr<GpuLinear>> make_sparse_linear(const NmTensor& w, const float* bias,
                                                         const LinearConfig& cfg);
-// Both layers; forward uses the sparse one for an M bucket only when the tuning table says its
-// GEMM is faster than the dense one there (no data: dense).
+// Both layers; forward uses the sparse one for an M bucket only when the tuning table (nearest
+// tuned bucket of the shape) says its GEMM is faster than the dense one there (no data: dense).
 Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const float* bias,
                                                       const LinearConfig& cfg);
 Expected<std::unique_ptr<GpuLinear>> make_linear(LinearMode mode, const NmTensor& w,

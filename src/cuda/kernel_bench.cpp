@@ -354,7 +354,8 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           const auto& d = dense_t[M];
           std::string alg = "heuristic";
           if (have_tuning)
-            if (const TuneEntry* e = tuning.find("cusparselt", pr.name, p.str(), sh.N, sh.K, M))
+            if (const TuneEntry* e =
+                    tuning.find_nearest("cusparselt", pr.name, p.str(), sh.N, sh.K, M))
               alg = "alg" + std::to_string(e->alg_id) + "/splitk" + std::to_string(e->split_k);
           nlohmann::json r = {{"backend", "cusparselt"},
                               {"dtype", pr.name},
@@ -383,8 +384,8 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           // auto: the layer AutoLinear picks for this M (same kernels, so its measured time).
           bool use_sparse = false;
           if (have_tuning) {
-            const TuneEntry* s = tuning.find("cusparselt", pr.name, p.str(), sh.N, sh.K, M);
-            const TuneEntry* dd = tuning.find("cublaslt", pr.name, "dense", sh.N, sh.K, M);
+            const TuneEntry* s = tuning.find_nearest("cusparselt", pr.name, p.str(), sh.N, sh.K, M);
+            const TuneEntry* dd = tuning.find_nearest("cublaslt", pr.name, "dense", sh.N, sh.K, M);
             use_sparse = s && dd && s->us > 0 && s->us < dd->us;
           }
           nlohmann::json a = r;

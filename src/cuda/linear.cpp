@@ -124,7 +124,7 @@ class DenseLinear final : public GpuLinear {
     const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
     int algo = -1;
     if (tuning_)
-      if (const TuneEntry* e = tuning_->find("cublaslt", prec_, "dense", N_, K_, M))
+      if (const TuneEntry* e = tuning_->find_nearest("cublaslt", prec_, "dense", N_, K_, M))
         algo = e->algo_index;
     return gemm_->run(w_.get(), xin, d, M, N_, K_al_, d == acc_.get() ? N_ld_ : N_, algo,
                       S(stream));
@@ -259,7 +259,7 @@ class SparseLinear final : public GpuLinear {
   SparseAlgo algo_for(int64_t M) const {
     SparseAlgo a;
     if (tuning_)
-      if (const TuneEntry* e = tuning_->find("cusparselt", prec_, p_.str(), N_, K_, M)) {
+      if (const TuneEntry* e = tuning_->find_nearest("cusparselt", prec_, p_.str(), N_, K_, M)) {
         a.alg_id = e->alg_id;
         a.split_k = e->split_k;
         a.split_k_mode = e->split_k_mode;
@@ -323,6 +323,12 @@ class SparseLinear final : public GpuLinear {
   }
   Expected<TuneEntry> search_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
+    // Measured on H100 + cuSPARSELt 0.8.0: the search on fp16 operands fails with
+    // CUSPARSE_STATUS_INTERNAL_ERROR and leaves the CUDA context unusable. Never call it there.
+    if (gin_ == DType::kF16)
+      return unsupported(
+          "cusparseLtMatmulSearch is disabled for fp16 (breaks the context on "
+          "cuSPARSELt 0.8.0)");
     SS_ASSIGN_OR_RETURN(SparseAlgo a,
                         gemm_->search(xq_.get(), acc_.get(), round_up(M, align_), S(stream)));
     TuneEntry e = config(M, a.alg_id, a.split_k);
@@ -358,11 +364,11 @@ class AutoLinear final : public GpuLinear {
     K_ = dense_->K();
     q_ = dense_->quant();
   }
-  // Sparse only where the tuning data says its GEMM beats the dense one for this M bucket.
+  // Sparse only where the tuning data (nearest tuned bucket) says its GEMM beats the dense one.
   GpuLinear* pick(int64_t M) const {
     if (!tuning_) return dense_.get();
-    const TuneEntry* s = tuning_->find("cusparselt", prec_, p_.str(), N_, K_, M);
-    const TuneEntry* d = tuning_->find("cublaslt", prec_, "dense", N_, K_, M);
+    const TuneEntry* s = tuning_->find_nearest("cusparselt", prec_, p_.str(), N_, K_, M);
+    const TuneEntry* d = tuning_->find_nearest("cublaslt", prec_, "dense", N_, K_, M);
     return (s && d && s->us > 0 && s->us < d->us) ? sparse_.get() : dense_.get();
   }
   std::string describe() const override {

@@ -1,6 +1,7 @@
 // Tuning table (JSON written by `slidesparse tune`, loaded at start-up) and small name helpers.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
 #include <string>
 
@@ -65,6 +66,26 @@ const TuneEntry* TuningTable::find(const std::string& backend, const std::string
   for (const auto& x : entries)
     if (same_key(x, key)) return &x;
   return nullptr;
+}
+
+const TuneEntry* TuningTable::find_nearest(const std::string& backend, const std::string& precision,
+                                           const std::string& pattern, int64_t N, int64_t K,
+                                           int64_t M) const {
+  const int64_t b = bucket(M);
+  const TuneEntry* best = nullptr;
+  double best_d = 0;
+  for (const auto& x : entries) {
+    if (x.backend != backend || x.precision != precision || x.pattern != pattern || x.N != N ||
+        x.K != K)
+      continue;
+    double d =
+        std::fabs(std::log2(static_cast<double>(x.M_bucket)) - std::log2(static_cast<double>(b)));
+    if (!best || d < best_d || (d == best_d && x.M_bucket > best->M_bucket)) {
+      best = &x;
+      best_d = d;
+    }
+  }
+  return best;
 }
 
 Expected<TuningTable> TuningTable::load(const std::string& path) {
