@@ -34,14 +34,14 @@ uint16_t f32_to_out(DType t, float v) {
   return t == DType::kF16 ? float_to_fp16(v) : float_to_bf16(v);
 }
 
-struct Run {
+struct LayerRun {
   std::vector<uint16_t> y;   // [M, N] from forward
   std::vector<uint8_t> acc;  // [M, N] raw accumulators after run_gemm
 };
 
 // forward into a poisoned y, then the three stages again to read the accumulators.
-Run run_layer(GpuLinear& l, const Acts& a, DType act, int64_t M, int64_t N, size_t acc_es) {
-  Run r;
+LayerRun run_layer(GpuLinear& l, const Acts& a, DType act, int64_t M, int64_t N, size_t acc_es) {
+  LayerRun r;
   auto dx = to_device(a.raw);
   auto dy = poisoned(M * N * 2, 0xFF);  // NaN pattern in bf16 and fp16
   EXPECT_TRUE(l.forward(dx.get(), dy.get(), M, nullptr).ok());
@@ -90,7 +90,7 @@ void check_int8(const NmTensor& w, const Acts& a, int64_t M, const std::vector<f
     SCOPED_TRACE(linear_mode_name(mode));
     auto l = make_linear(mode, w, bias.data(), cfg);
     SS_ASSERT_OK(l.status());
-    Run r = run_layer(**l, a, act, M, w.N, 4);
+    LayerRun r = run_layer(**l, a, act, M, w.N, 4);
     std::vector<int32_t> acc(M * w.N);
     std::memcpy(acc.data(), r.acc.data(), r.acc.size());
     for (size_t i = 0; i < acc.size(); ++i)
@@ -157,7 +157,7 @@ TEST(Sm89_SparseLinear_fp8_TN, WithinTolerance) {
         SCOPED_TRACE(linear_mode_name(mode));
         auto l = make_linear(mode, *w, bias.data(), LinearConfig{});
         SS_ASSERT_OK(l.status());
-        Run r = run_layer(**l, a, DType::kBF16, c.M, c.N, 4);
+        LayerRun r = run_layer(**l, a, DType::kBF16, c.M, c.N, 4);
         expect_close_tol(DType::kBF16, r.y, yref, 1.0 / 128, 1e-3);
       }
     }
@@ -190,7 +190,7 @@ TEST(Sm80_SparseLinear_16bit_TN, WithinTolerance) {
             SCOPED_TRACE(std::string(linear_mode_name(mode)) + (with_bias ? " bias" : ""));
             auto l = make_linear(mode, *w, b, cfg);
             SS_ASSERT_OK(l.status());
-            Run r = run_layer(**l, a, act, c.M, c.N, 2);
+            LayerRun r = run_layer(**l, a, act, c.M, c.N, 2);
             expect_close_tol(act, r.y, yref, act == DType::kF16 ? 1.0 / 1024 : 1.0 / 128, 1e-4);
           }
         }
@@ -220,7 +220,7 @@ TEST(Sm80_AutoLinear_int8, PicksPerBucketAndMatches) {
     std::vector<float> yref(M * N);
     std::vector<int32_t> accref(M * N);
     SS_ASSERT_OK(reference_sparse_linear(a.f32.data(), M, *w, nullptr, yref.data(), accref.data()));
-    Run r = run_layer(**l, a, DType::kBF16, M, N, 4);
+    LayerRun r = run_layer(**l, a, DType::kBF16, M, N, 4);
     std::vector<int32_t> acc(M * N);
     std::memcpy(acc.data(), r.acc.data(), r.acc.size());
     EXPECT_EQ(acc, accref) << "M=" << M;
