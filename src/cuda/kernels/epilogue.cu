@@ -1,5 +1,5 @@
 // Dequant + bias epilogue. One thread handles 4 consecutive outputs of a row; 16-byte loads of the
-// accumulators when the row stride allows it.
+// accumulators when the row stride allows it; rows are strided over gridDim.y.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -34,12 +34,10 @@ template <class TAcc, class TOut>
 __global__ void epilogue_kernel(const TAcc* acc, int64_t ld_acc, const float* __restrict__ s_x,
                                 const float* __restrict__ s_w, const float* __restrict__ bias,
                                 TOut* y, int64_t ld_y, int64_t M, int64_t N) {
-  const int64_t groups = (N + 3) / 4;
-  const int64_t total = M * groups;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t m = i / groups;
-    int64_t n0 = (i - m * groups) * 4;
+  // Grid: x covers the column groups of 4, y strides over the rows (no integer division).
+  const int64_t n0 = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
+  if (n0 >= N) return;
+  for (int64_t m = blockIdx.y; m < M; m += gridDim.y) {
     const TAcc* a = acc + m * ld_acc + n0;
     float v[4];
     if (sizeof(TAcc) == 4 && n0 + 4 <= N && (ld_acc & 3) == 0) {
@@ -70,11 +68,11 @@ template <class TAcc, class TOut>
 Status launch_t(const void* acc, int64_t ld_acc, const float* s_x, const float* s_w,
                 const float* bias, void* y, int64_t ld_y, int64_t M, int64_t N,
                 cudaStream_t stream) {
-  int64_t total = M * ((N + 3) / 4);
-  int threads = 256;
-  int64_t grid = (total + threads - 1) / threads;
-  if (grid > 65536 * 8) grid = 65536 * 8;
-  epilogue_kernel<TAcc, TOut><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
+  const int threads = 128;
+  const int64_t groups = (N + 3) / 4;
+  dim3 grid(static_cast<unsigned>((groups + threads - 1) / threads),
+            static_cast<unsigned>(M < 65535 ? M : 65535));
+  epilogue_kernel<TAcc, TOut><<<grid, threads, 0, stream>>>(
       static_cast<const TAcc*>(acc), ld_acc, s_x, s_w, bias, static_cast<TOut*>(y), ld_y, M, N);
   SS_CUDA_TRY(cudaGetLastError());
   return Status::Ok();

@@ -24,10 +24,16 @@ __global__ void lift_kernel(const uint16_t* __restrict__ x, int64_t M, int64_t K
       for (int e = 0; e < 8; ++e) v[e] = 0;
     } else {
       const uint16_t* xr = x + r * K;
+      int64_t b = c / L;
+      int rr = static_cast<int>(c - b * L);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        int64_t src = lift_src(c + e, K, m, L, blocks);
-        v[e] = src >= 0 ? __ldg(xr + src) : uint16_t{0};
+        int64_t src = b * m + 2 * (rr >> 2) + (rr & 3);
+        v[e] = (b < blocks && src < K) ? __ldg(xr + src) : uint16_t{0};
+        if (++rr == L) {
+          rr = 0;
+          ++b;
+        }
       }
     }
     *reinterpret_cast<uint4*>(out + r * K_out + c) = *reinterpret_cast<const uint4*>(v);

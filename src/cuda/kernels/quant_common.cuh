@@ -35,14 +35,6 @@ __device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
       __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3));
 }
 
-// Lifted column kp -> source column, or -1 (zero). L = 4(N-1) lifted values per block of m.
-__device__ __forceinline__ int64_t lift_src(int64_t kp, int64_t K, int m, int L, int64_t blocks) {
-  int64_t b = kp / L;
-  int r = static_cast<int>(kp - b * L);
-  int64_t src = b * m + 2 * (r >> 2) + (r & 3);
-  return (b < blocks && src < K) ? src : -1;
-}
-
 // Block-wide max of non-negative floats (blockDim.x a multiple of 32, <= 1024).
 __device__ __forceinline__ float block_max(float v, float* red) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -61,7 +53,7 @@ __device__ __forceinline__ float block_max(float v, float* red) {
 // (LIFT) or the identity (quantize only). scales[M] receives the per-token scales.
 template <class TIn, bool FP8, bool LIFT>
 __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t K, int m, int L,
-                                  int64_t blocks, uint8_t* __restrict__ out, int64_t K_out,
+                                  int64_t blocks, uint8_t* __restrict__ out, int K_out,
                                   float* __restrict__ scales, float qmax) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float red[32];
@@ -69,7 +61,7 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
   const int64_t r = blockIdx.x;
   uint8_t* o = out + r * K_out;
   if (r >= M) {
-    for (int64_t c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16)
+    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16)
       *reinterpret_cast<uint4*>(o + c) = make_uint4(0, 0, 0, 0);
     return;
   }
@@ -93,14 +85,21 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
   amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
   const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
   if (threadIdx.x == 0) scales[r] = scale;
-  for (int64_t c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+  // 32-bit lift bookkeeping: (b, r) = divmod(c, L) once per 16 outputs, then incremented.
+  const int Ki = static_cast<int>(K), nblk = static_cast<int>(blocks);
+  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
     alignas(16) uint8_t q[16];
+    int b = LIFT ? c / L : 0, r = LIFT ? c - b * L : 0;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      int64_t kp = c + i;
-      int64_t src = LIFT ? lift_src(kp, K, m, L, blocks) : (kp < K ? kp : -1);
-      float v = src >= 0 ? to_f32(row[src]) : 0.0f;
+      int src = LIFT ? b * m + 2 * (r >> 2) + (r & 3) : c + i;
+      bool valid = LIFT ? (b < nblk && src < Ki) : src < Ki;
+      float v = valid ? to_f32(row[src]) : 0.0f;
       q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+      if (LIFT && ++r == L) {
+        r = 0;
+        ++b;
+      }
     }
     *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
   }
@@ -122,7 +121,7 @@ Status launch_quant_rows_t(const void* x, int64_t M, int64_t K, Pattern p, void*
   }
   kernel<<<static_cast<unsigned>(M_pad), kQuantThreads, smem, stream>>>(
       static_cast<const TIn*>(x), M, K, p.m, p.lifted_block(), p.blocks(K),
-      static_cast<uint8_t*>(out), K_out, scales, FP8 ? 448.0f : 127.0f);
+      static_cast<uint8_t*>(out), static_cast<int>(K_out), scales, FP8 ? 448.0f : 127.0f);
   SS_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }
@@ -144,6 +143,8 @@ Status launch_quant_rows(const char* op, DType in, QuantMode q, Pattern p, const
   if (K_out < need || K_out % 16 != 0)
     return invalid_argument(std::string(op) + ": K_out=" + std::to_string(K_out) +
                             " must be a multiple of 16 and >= " + std::to_string(need));
+  if (K_out > 0x7fffffff)
+    return unsupported(std::string(op) + ": K_out=" + std::to_string(K_out) + " too large");
   if (static_cast<size_t>(K) * 2 > kQuantMaxSmem)
     return unsupported(std::string(op) + ": K=" + std::to_string(K) +
                        " exceeds the shared-memory row (" + std::to_string(kQuantMaxSmem / 2) +
