@@ -269,6 +269,32 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
   std::printf("%-10s %-5s %-5s %-12s %-8s %6s %9s %9s %8s %7s %7s\n", "backend", "dtype", "pat",
               "model", "layer", "M", "gemm_us", "layer_us", "TFLOPS", "S_gemm", "S_layer");
 
+  // Written after every shape x precision, so a run cut short keeps what it measured.
+  auto write_results = [&]() -> Status {
+    std::string jpath = o.out_dir + "/kernel.json";
+    {
+      std::ofstream f(jpath);
+      if (!f) return io_error("bench kernel: cannot write '" + jpath + "'");
+      f << records.dump(1) << "\n";
+    }
+    std::string out_csv = csv;
+    for (const auto& r : records) {
+      auto num = [&](const char* k) { return r[k].is_null() ? std::string() : r[k].dump(); };
+      out_csv += r["backend"].get<std::string>() + "," + r["dtype"].get<std::string>() + "," +
+                 r["pattern"].get<std::string>() + "," + r["model"].get<std::string>() + "," +
+                 r["layer"].get<std::string>() + "," + num("M") + "," + num("N") + "," + num("K") +
+                 "," + num("K_lifted") + "," + num("gemm_us") + "," + num("layer_us") + "," +
+                 num("tflops") + "," + num("prologue_us") + "," + num("speedup_gemm") + "," +
+                 num("speedup_layer") + "," + num("dense_best_candidate_us") + "," +
+                 r["alg"].get<std::string>() + "," + r["validated"].get<std::string>() + "\n";
+    }
+    std::string cpath = o.out_dir + "/kernel.csv";
+    std::ofstream fc(cpath);
+    if (!fc) return io_error("bench kernel: cannot write '" + cpath + "'");
+    fc << out_csv;
+    return Status::Ok();
+  };
+
   for (const auto& sh : shapes) {
     for (const auto& pr : precs) {
       LinearConfig cfg;
@@ -399,29 +425,12 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           records.push_back(a);
         }
       }
+      SS_RETURN_IF_ERROR(write_results());
     }
   }
-  std::string jpath = o.out_dir + "/kernel.json";
-  {
-    std::ofstream f(jpath);
-    if (!f) return io_error("bench kernel: cannot write '" + jpath + "'");
-    f << records.dump(1) << "\n";
-  }
-  for (const auto& r : records) {
-    auto num = [&](const char* k) { return r[k].is_null() ? std::string() : r[k].dump(); };
-    csv += r["backend"].get<std::string>() + "," + r["dtype"].get<std::string>() + "," +
-           r["pattern"].get<std::string>() + "," + r["model"].get<std::string>() + "," +
-           r["layer"].get<std::string>() + "," + num("M") + "," + num("N") + "," + num("K") + "," +
-           num("K_lifted") + "," + num("gemm_us") + "," + num("layer_us") + "," + num("tflops") +
-           "," + num("prologue_us") + "," + num("speedup_gemm") + "," + num("speedup_layer") + "," +
-           num("dense_best_candidate_us") + "," + r["alg"].get<std::string>() + "," +
-           r["validated"].get<std::string>() + "\n";
-  }
-  std::string cpath = o.out_dir + "/kernel.csv";
-  std::ofstream fc(cpath);
-  if (!fc) return io_error("bench kernel: cannot write '" + cpath + "'");
-  fc << csv;
-  std::printf("# wrote %s and %s (%zu records)\n", jpath.c_str(), cpath.c_str(), records.size());
+  SS_RETURN_IF_ERROR(write_results());
+  std::printf("# wrote %s/kernel.json and kernel.csv (%zu records)\n", o.out_dir.c_str(),
+              records.size());
   return Status::Ok();
 }
 
