@@ -37,7 +37,8 @@ struct TuneEntry {
   int64_t N = 0, K = 0, M_bucket = 0;
   int alg_id = -1, split_k = 1, split_k_mode = 0, split_k_buffers = 0;  // cuSPARSELt
   int algo_index = -1;                                                  // cuBLASLt candidate
-  double us = 0;  // measured GEMM time at M = M_bucket
+  double us = 0;        // measured GEMM time at M = M_bucket
+  double layer_us = 0;  // prologue + this GEMM + epilogue at M = M_bucket (0: not measured)
 };
 
 class TuningTable {
@@ -52,6 +53,10 @@ class TuningTable {
   const TuneEntry* find_nearest(const std::string& backend, const std::string& precision,
                                 const std::string& pattern, int64_t N, int64_t K, int64_t M) const;
   static int64_t bucket(int64_t M);
+  // The `auto` rule: true iff the nearest tuned bucket of both layers exists and the sparse layer
+  // (full layer time when measured, else GEMM time) beats 0.98x the dense one.
+  bool prefer_sparse(const std::string& precision, const std::string& pattern, int64_t N, int64_t K,
+                     int64_t M) const;
   std::string gpu;
   std::vector<TuneEntry> entries;
 };

@@ -367,9 +367,7 @@ class AutoLinear final : public GpuLinear {
   // Sparse only where the tuning data (nearest tuned bucket) says its GEMM beats the dense one.
   GpuLinear* pick(int64_t M) const {
     if (!tuning_) return dense_.get();
-    const TuneEntry* s = tuning_->find_nearest("cusparselt", prec_, p_.str(), N_, K_, M);
-    const TuneEntry* d = tuning_->find_nearest("cublaslt", prec_, "dense", N_, K_, M);
-    return (s && d && s->us > 0 && s->us < d->us) ? sparse_.get() : dense_.get();
+    return tuning_->prefer_sparse(prec_, p_.str(), N_, K_, M) ? sparse_.get() : dense_.get();
   }
   std::string describe() const override {
     return "auto(" + dense_->describe() + " | " + sparse_->describe() + ")";

@@ -88,6 +88,16 @@ const TuneEntry* TuningTable::find_nearest(const std::string& backend, const std
   return best;
 }
 
+bool TuningTable::prefer_sparse(const std::string& precision, const std::string& pattern, int64_t N,
+                                int64_t K, int64_t M) const {
+  const TuneEntry* s = find_nearest("cusparselt", precision, pattern, N, K, M);
+  const TuneEntry* d = find_nearest("cublaslt", precision, "dense", N, K, M);
+  if (!s || !d) return false;
+  const bool layer = s->layer_us > 0 && d->layer_us > 0;
+  const double ts = layer ? s->layer_us : s->us, td = layer ? d->layer_us : d->us;
+  return ts > 0 && td > 0 && ts < 0.98 * td;
+}
+
 Expected<TuningTable> TuningTable::load(const std::string& path) {
   std::ifstream f(path);
   if (!f) return not_found("tuning file '" + path + "': cannot open");
@@ -110,6 +120,7 @@ Expected<TuningTable> TuningTable::load(const std::string& path) {
       x.split_k_buffers = e.value("split_k_buffers", 0);
       x.algo_index = e.value("algo_index", -1);
       x.us = e.value("us", 0.0);
+      x.layer_us = e.value("layer_us", 0.0);
       if (x.N <= 0 || x.K <= 0 || x.M_bucket <= 0)
         return format_error("tuning file '" + path + "': entry with non-positive N, K or M_bucket");
       t.entries.push_back(x);
@@ -136,7 +147,8 @@ Status TuningTable::save(const std::string& path) const {
                             {"split_k_mode", x.split_k_mode},
                             {"split_k_buffers", x.split_k_buffers},
                             {"algo_index", x.algo_index},
-                            {"us", x.us}});
+                            {"us", x.us},
+                            {"layer_us", x.layer_us}});
   }
   std::string tmp = path + ".tmp";
   {

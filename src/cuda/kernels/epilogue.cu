@@ -1,4 +1,4 @@
-// Dequant + bias epilogue. One thread handles 4 consecutive outputs of a row; 16-byte loads of the
+// Dequant + bias epilogue. One thread handles 8 consecutive outputs of a row; 16-byte loads of the
 // accumulators when the row stride allows it; rows are strided over gridDim.y.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -34,32 +34,48 @@ template <class TAcc, class TOut>
 __global__ void epilogue_kernel(const TAcc* acc, int64_t ld_acc, const float* __restrict__ s_x,
                                 const float* __restrict__ s_w, const float* __restrict__ bias,
                                 TOut* y, int64_t ld_y, int64_t M, int64_t N) {
-  // Grid: x covers the column groups of 4, y strides over the rows (no integer division).
-  const int64_t n0 = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
+  // Grid: x covers the column groups of 8, y strides over the rows (no integer division); the
+  // per-column factors are loaded once per thread.
+  const int64_t n0 = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 8;
   if (n0 >= N) return;
+  const bool full = n0 + 8 <= N;
+  const bool vec_in = full && sizeof(TAcc) == 4 && (ld_acc & 3) == 0;
+  const bool vec_out = full && (ld_y & 7) == 0 && (reinterpret_cast<uintptr_t>(y) & 15) == 0;
+  float sw[8], bb[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const bool in = n0 + k < N;
+    sw[k] = (s_w && in) ? s_w[n0 + k] : 1.0f;
+    bb[k] = (bias && in) ? bias[n0 + k] : 0.0f;
+  }
   for (int64_t m = blockIdx.y; m < M; m += gridDim.y) {
     const TAcc* a = acc + m * ld_acc + n0;
-    float v[4];
-    if (sizeof(TAcc) == 4 && n0 + 4 <= N && (ld_acc & 3) == 0) {
-      // 16-byte aligned: ld_acc % 4 == 0, n0 % 4 == 0, buffers from cudaMalloc.
-      uint4 raw = *reinterpret_cast<const uint4*>(a);
-      const TAcc* e = reinterpret_cast<const TAcc*>(&raw);
+    float v[8];
+    if (vec_in) {
+      // 16-byte aligned: ld_acc % 4 == 0, n0 % 8 == 0, buffers from cudaMalloc.
+      uint4 raw[2] = {reinterpret_cast<const uint4*>(a)[0], reinterpret_cast<const uint4*>(a)[1]};
+      const TAcc* e = reinterpret_cast<const TAcc*>(raw);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) v[k] = ld_f32(e + k);
+      for (int k = 0; k < 8; ++k) v[k] = ld_f32(e + k);
     } else {
 #pragma unroll
-      for (int k = 0; k < 4; ++k) v[k] = n0 + k < N ? ld_f32(a + k) : 0.0f;
+      for (int k = 0; k < 8; ++k) v[k] = n0 + k < N ? ld_f32(a + k) : 0.0f;
     }
     const float sx = s_x ? s_x[m] : 1.0f;
+    alignas(16) TOut out[8];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      int64_t n = n0 + k;
-      if (n >= N) break;
+    for (int k = 0; k < 8; ++k) {
       float r = v[k];
       if (s_x) r = __fmul_rn(r, sx);
-      if (s_w) r = __fmul_rn(r, s_w[n]);
-      if (bias) r = __fadd_rn(r, bias[n]);
-      st(y + m * ld_y + n, r);
+      if (s_w) r = __fmul_rn(r, sw[k]);
+      if (bias) r = __fadd_rn(r, bb[k]);
+      st(&out[k], r);
+    }
+    TOut* yr = y + m * ld_y + n0;
+    if (vec_out) {
+      *reinterpret_cast<uint4*>(yr) = *reinterpret_cast<const uint4*>(out);
+    } else {
+      for (int k = 0; k < 8 && n0 + k < N; ++k) yr[k] = out[k];
     }
   }
 }
@@ -69,9 +85,9 @@ Status launch_t(const void* acc, int64_t ld_acc, const float* s_x, const float* 
                 const float* bias, void* y, int64_t ld_y, int64_t M, int64_t N,
                 cudaStream_t stream) {
   const int threads = 128;
-  const int64_t groups = (N + 3) / 4;
+  const int64_t groups = (N + 7) / 8;
   dim3 grid(static_cast<unsigned>((groups + threads - 1) / threads),
-            static_cast<unsigned>(M < 65535 ? M : 65535));
+            static_cast<unsigned>(M < 512 ? M : 512));
   epilogue_kernel<TAcc, TOut><<<grid, threads, 0, stream>>>(
       static_cast<const TAcc*>(acc), ld_acc, s_x, s_w, bias, static_cast<TOut*>(y), ld_y, M, N);
   SS_CUDA_TRY(cudaGetLastError());

@@ -85,19 +85,42 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
   amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
   const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
   if (threadIdx.x == 0) scales[r] = scale;
-  // 32-bit lift bookkeeping: (b, r) = divmod(c, L) once per 16 outputs, then incremented.
+  if (!LIFT) {
+    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+      alignas(16) uint8_t q[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        float v = c + i < K ? to_f32(row[c + i]) : 0.0f;
+        q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+      }
+      *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
+    }
+    return;
+  }
+  // LIFT: quantize each source element once into shared memory (lifting duplicates elements, so
+  // quantizing after the gather would cost gamma times the divisions), then gather the codes.
   const int Ki = static_cast<int>(K), nblk = static_cast<int>(blocks);
+  uint8_t* codes = smem_raw + ((static_cast<size_t>(K) * sizeof(TIn) + 15) & ~size_t{15});
+  for (int c = threadIdx.x * 4; c < Ki; c += blockDim.x * 4) {
+    alignas(4) uint8_t q[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float v = c + i < Ki ? to_f32(row[c + i]) : 0.0f;
+      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+    }
+    *reinterpret_cast<uint32_t*>(codes + c) = *reinterpret_cast<const uint32_t*>(q);
+  }
+  __syncthreads();
+  // 32-bit lift bookkeeping: (b, r) = divmod(c, L) once per 16 outputs, then incremented.
   for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
     alignas(16) uint8_t q[16];
-    int b = LIFT ? c / L : 0, r = LIFT ? c - b * L : 0;
+    int b = c / L, rr = c - b * L;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      int src = LIFT ? b * m + 2 * (r >> 2) + (r & 3) : c + i;
-      bool valid = LIFT ? (b < nblk && src < Ki) : src < Ki;
-      float v = valid ? to_f32(row[src]) : 0.0f;
-      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-      if (LIFT && ++r == L) {
-        r = 0;
+      int src = b * m + 2 * (rr >> 2) + (rr & 3);
+      q[i] = (b < nblk && src < Ki) ? codes[src] : uint8_t{0};
+      if (++rr == L) {
+        rr = 0;
         ++b;
       }
     }
@@ -108,11 +131,16 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
 constexpr int kQuantThreads = 256;
 constexpr size_t kQuantMaxSmem = 200 * 1024;
 
+// Dynamic shared memory of one CTA: the bf16/fp16 row (+ its codes when lifting).
+inline size_t quant_rows_smem(int64_t K, size_t in_size, bool lift) {
+  size_t row = (static_cast<size_t>(K) * in_size + 15) & ~size_t{15};
+  return lift ? row + ((static_cast<size_t>(K) + 15) & ~size_t{15}) : row;
+}
 template <class TIn, bool FP8, bool LIFT>
 Status launch_quant_rows_t(const void* x, int64_t M, int64_t K, Pattern p, void* out, int64_t M_pad,
                            int64_t K_out, float* scales, cudaStream_t stream) {
   auto kernel = quant_rows_kernel<TIn, FP8, LIFT>;
-  size_t smem = static_cast<size_t>(K) * sizeof(TIn);
+  size_t smem = quant_rows_smem(K, sizeof(TIn), LIFT);
   static bool configured = false;  // once per instantiation
   if (!configured) {
     SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -145,10 +173,10 @@ Status launch_quant_rows(const char* op, DType in, QuantMode q, Pattern p, const
                             " must be a multiple of 16 and >= " + std::to_string(need));
   if (K_out > 0x7fffffff)
     return unsupported(std::string(op) + ": K_out=" + std::to_string(K_out) + " too large");
-  if (static_cast<size_t>(K) * 2 > kQuantMaxSmem)
+  if (quant_rows_smem(K, 2, LIFT) > kQuantMaxSmem)
     return unsupported(std::string(op) + ": K=" + std::to_string(K) +
-                       " exceeds the shared-memory row (" + std::to_string(kQuantMaxSmem / 2) +
-                       " elements)");
+                       " exceeds the shared-memory row (" + std::to_string(kQuantMaxSmem) +
+                       " bytes)");
   if (reinterpret_cast<uintptr_t>(out) % 16 != 0)
     return invalid_argument(std::string(op) + ": output pointer must be 16-byte aligned");
   if (M_pad == 0) return Status::Ok();
