@@ -104,8 +104,8 @@ if [ "$MODE" = short ]; then
   BENCH_ARGS=(--model "$MODELS" --M 1,256,4096,16384 --dtype int8,fp8 --pattern 2:4,6:8 --reps 20)
   TORCH_M=256,4096,16384
 else
-  TUNE_ARGS=(--model "$MODELS" --M 1,16,256,1024,4096,16384 --dtype "${SS_DTYPES:-int8,fp8,bf16}"
-    --pattern 2:4,4:6,6:8,8:10 --split-k 1 --reps 3)
+  TUNE_ARGS=(--model "$MODELS" --M 1,16,64,256,1024,4096,16384 --dtype "${SS_DTYPES:-int8,fp8,bf16}"
+    --pattern 2:4,4:6,6:8,8:10 --split-k 1 --reps 2)
   BENCH_ARGS=(--model "$MODELS" --M 1,16,64,256,1024,4096,8192,16384,32768,65536 --dtype "${SS_DTYPES:-int8,fp8,bf16}"
     --pattern 2:4,4:6,6:8,8:10 --reps 20)
   TORCH_M=1,16,64,256,1024,4096,8192,16384,32768,65536

@@ -93,6 +93,10 @@ bool TuningTable::prefer_sparse(const std::string& precision, const std::string&
   const TuneEntry* s = find_nearest("cusparselt", precision, pattern, N, K, M);
   const TuneEntry* d = find_nearest("cublaslt", precision, "dense", N, K, M);
   if (!s || !d) return false;
+  // Only trust data from a bucket within a factor of 2 of this M's bucket.
+  const int64_t b = bucket(M);
+  for (const TuneEntry* e : {s, d})
+    if (e->M_bucket > 2 * b || 2 * e->M_bucket < b) return false;
   const bool layer = s->layer_us > 0 && d->layer_us > 0;
   const double ts = layer ? s->layer_us : s->us, td = layer ? d->layer_us : d->us;
   return ts > 0 && td > 0 && ts < 0.98 * td;

@@ -98,10 +98,13 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
     return;
   }
   // LIFT: quantize each source element once into shared memory (lifting duplicates elements, so
-  // quantizing after the gather would cost gamma times the divisions), then gather the codes.
+  // quantizing after the gather would cost gamma times the divisions), zero codes up to K_pad,
+  // then gather whole 2:4 windows: 4 consecutive codes from an even source offset = two 16-bit
+  // shared-memory loads per window.
   const int Ki = static_cast<int>(K), nblk = static_cast<int>(blocks);
+  const int Kp = nblk * m;
   uint8_t* codes = smem_raw + ((static_cast<size_t>(K) * sizeof(TIn) + 15) & ~size_t{15});
-  for (int c = threadIdx.x * 4; c < Ki; c += blockDim.x * 4) {
+  for (int c = threadIdx.x * 4; c < Kp; c += blockDim.x * 4) {
     alignas(4) uint8_t q[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -111,20 +114,23 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
     *reinterpret_cast<uint32_t*>(codes + c) = *reinterpret_cast<const uint32_t*>(q);
   }
   __syncthreads();
-  // 32-bit lift bookkeeping: (b, r) = divmod(c, L) once per 16 outputs, then incremented.
+  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
+  const int W = L / 4;  // windows per block
   for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
-    alignas(16) uint8_t q[16];
-    int b = c / L, rr = c - b * L;
+    uint32_t w4[4];
+    int w = c / 4, b = w / W, j = w - b * W;
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      int src = b * m + 2 * (rr >> 2) + (rr & 3);
-      q[i] = (b < nblk && src < Ki) ? codes[src] : uint8_t{0};
-      if (++rr == L) {
-        rr = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
+      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
+                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
+                       : 0u;
+      if (++j == W) {
+        j = 0;
         ++b;
       }
     }
-    *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
+    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
   }
 }
 
@@ -134,7 +140,8 @@ constexpr size_t kQuantMaxSmem = 200 * 1024;
 // Dynamic shared memory of one CTA: the bf16/fp16 row (+ its codes when lifting).
 inline size_t quant_rows_smem(int64_t K, size_t in_size, bool lift) {
   size_t row = (static_cast<size_t>(K) * in_size + 15) & ~size_t{15};
-  return lift ? row + ((static_cast<size_t>(K) + 15) & ~size_t{15}) : row;
+  // codes: K padded to the block size m <= 16 and to 4-byte chunks, with margin.
+  return lift ? row + ((static_cast<size_t>(K) + 47) & ~size_t{15}) : row;
 }
 template <class TIn, bool FP8, bool LIFT>
 Status launch_quant_rows_t(const void* x, int64_t M, int64_t K, Pattern p, void* out, int64_t M_pad,
