@@ -305,137 +305,138 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
       SS_RETURN_IF_ERROR(kernels::launch_fill_random(pr.act, x.get(), M_max * sh.K, 1234, nullptr));
       DeviceBuffer y;
       SS_RETURN_IF_ERROR(y.reserve(static_cast<size_t>(M_max * sh.N) * 2));
-      // Dense baseline (same precision), on the weights of the first pattern (dense speed does
-      // not depend on the values).
-      std::map<int64_t, std::pair<double, double>> dense_t;  // M -> (gemm, layer)
+      // All layers of this shape x precision are built first and then measured M by M, dense
+      // and each pattern back to back: the GPU's clocks drift over minutes of heavy GEMMs (we saw
+      // up to 18% between two measurements of the same kernel), so adjacent measurements keep
+      // the ratios honest. The dense baseline uses the weights of the first pattern (dense speed
+      // does not depend on the values).
+      std::unique_ptr<GpuLinear> dense;
       {
         NmTensor w = synth_nm(pats.empty() ? Pattern{2, 4} : pats[0], sh.N, sh.K, pr, 7);
-        SS_ASSIGN_OR_RETURN(auto dense, make_dense_linear(w, nullptr, cfg));
-        for (int64_t M : o.Ms) {
-          SS_RETURN_IF_ERROR(dense->reserve(M));
-          SS_RETURN_IF_ERROR(dense->run_prologue(x.get(), M, nullptr));
-          // Honest baseline: time the top cuBLASLt heuristic candidates (GEMM only) and run the
-          // dense layer with the best of them (and of the tuned choice).
-          double best = 0;
-          int best_i = -1;
-          {
-            const TuneEntry* tuned =
-                tuning.find_nearest("cublaslt", pr.name, "dense", sh.N, sh.K, M);
-            SS_ASSIGN_OR_RETURN(int ncand, dense->gemm_configs(M));
-            std::vector<int> cands;
-            for (int c = 0; c < std::min(ncand, o.dense_candidates); ++c) cands.push_back(c);
-            if (tuned && tuned->algo_index >= o.dense_candidates)
-              cands.push_back(tuned->algo_index);
-            for (int c : cands) {
-              TuneEntry e = dense->config(M, c, 1);
-              auto t =
-                  timer.median_us([&] { return dense->run_gemm_config(M, &e, nullptr); }, o.reps);
-              if (t.ok() && (best_i < 0 || *t < best)) {
-                best = *t;
-                best_i = c;
-              }
-            }
-            TuneEntry keep = tuned ? *tuned : dense->config(M, best_i, 1);
-            keep.M_bucket = TuningTable::bucket(M);
-            keep.algo_index = best_i;
-            tuning.put(keep);
-          }
-          SS_ASSIGN_OR_RETURN(
-              double lay,
-              timer.median_us([&] { return dense->forward(x.get(), y.get(), M, nullptr); },
-                              o.reps));
-          SS_RETURN_IF_ERROR(dense->run_prologue(x.get(), M, nullptr));
-          SS_ASSIGN_OR_RETURN(double gem,
-                              timer.median_us([&] { return dense->run_gemm(M, nullptr); }, o.reps));
-          SS_ASSIGN_OR_RETURN(
-              double pro,
-              timer.median_us([&] { return dense->run_prologue(x.get(), M, nullptr); }, o.reps));
-          dense_t[M] = {gem, lay};
-          nlohmann::json r = {{"backend", "cublaslt"},
-                              {"dtype", pr.name},
-                              {"pattern", "dense"},
-                              {"model", sh.model},
-                              {"layer", sh.layer},
-                              {"M", M},
-                              {"N", sh.N},
-                              {"K", sh.K},
-                              {"K_lifted", sh.K},
-                              {"gemm_us", gem},
-                              {"layer_us", lay},
-                              {"tflops", tflops(M, sh.N, sh.K, gem)},
-                              {"prologue_us", pro},
-                              {"speedup_gemm", 1.0},
-                              {"speedup_layer", 1.0},
-                              {"dense_best_candidate_us", best},
-                              {"alg", "cublaslt"},
-                              {"validated", "reference"}};
-          records.push_back(r);
-          std::printf(
-              "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f\n",
-              "cublaslt", pr.name.c_str(), "dense", sh.model.c_str(), sh.layer.c_str(),
-              static_cast<long long>(M), gem, lay, tflops(M, sh.N, sh.K, gem), 1.0, 1.0, best);
-          std::fflush(stdout);
-        }
+        SS_ASSIGN_OR_RETURN(dense, make_dense_linear(w, nullptr, cfg));
       }
+      struct SparseCase {
+        Pattern p;
+        std::unique_ptr<GpuLinear> l;
+        std::string valid;
+        int64_t Kl;
+      };
+      std::vector<SparseCase> sps;
       for (const auto& p : pats) {
         NmTensor w = synth_nm(p, sh.N, sh.K, pr, 7);
-        SS_ASSIGN_OR_RETURN(auto sparse, make_sparse_linear(w, nullptr, cfg));
-        SS_ASSIGN_OR_RETURN(std::string valid, validate(*sparse, w, pr, x.get(), 64));
-        const int64_t Kl =
-            p.k_lifted_aligned(sh.K, dtype_size(pr.act) == 2 && pr.q == QuantMode::kNone ? 16 : 32);
-        for (int64_t M : o.Ms) {
-          SS_RETURN_IF_ERROR(sparse->reserve(M));
+        SparseCase c;
+        c.p = p;
+        SS_ASSIGN_OR_RETURN(c.l, make_sparse_linear(w, nullptr, cfg));
+        SS_ASSIGN_OR_RETURN(c.valid, validate(*c.l, w, pr, x.get(), 64));
+        c.Kl = p.k_lifted_aligned(sh.K, pr.q == QuantMode::kNone ? 16 : 32);
+        sps.push_back(std::move(c));
+      }
+      for (int64_t M : o.Ms) {
+        SS_RETURN_IF_ERROR(dense->reserve(M));
+        SS_RETURN_IF_ERROR(dense->run_prologue(x.get(), M, nullptr));
+        // Honest baseline: time the top cuBLASLt heuristic candidates (GEMM only) and run the
+        // dense layer with the best of them (and of the tuned choice).
+        double best = 0;
+        int best_i = -1;
+        {
+          const TuneEntry* tuned = tuning.find_nearest("cublaslt", pr.name, "dense", sh.N, sh.K, M);
+          SS_ASSIGN_OR_RETURN(int ncand, dense->gemm_configs(M));
+          std::vector<int> cands;
+          for (int c = 0; c < std::min(ncand, o.dense_candidates); ++c) cands.push_back(c);
+          if (tuned && tuned->algo_index >= o.dense_candidates) cands.push_back(tuned->algo_index);
+          for (int c : cands) {
+            TuneEntry e = dense->config(M, c, 1);
+            auto t =
+                timer.median_us([&] { return dense->run_gemm_config(M, &e, nullptr); }, o.reps);
+            if (t.ok() && (best_i < 0 || *t < best)) {
+              best = *t;
+              best_i = c;
+            }
+          }
+          TuneEntry keep = tuned ? *tuned : dense->config(M, best_i, 1);
+          keep.M_bucket = TuningTable::bucket(M);
+          keep.algo_index = best_i;
+          tuning.put(keep);
+        }
+        auto measure = [&](GpuLinear& l, double* gem, double* lay, double* pro) -> Status {
+          SS_RETURN_IF_ERROR(l.reserve(M));
           SS_ASSIGN_OR_RETURN(
-              double lay,
-              timer.median_us([&] { return sparse->forward(x.get(), y.get(), M, nullptr); },
-                              o.reps));
-          SS_RETURN_IF_ERROR(sparse->run_prologue(x.get(), M, nullptr));
+              *lay,
+              timer.median_us([&] { return l.forward(x.get(), y.get(), M, nullptr); }, o.reps));
+          SS_RETURN_IF_ERROR(l.run_prologue(x.get(), M, nullptr));
+          SS_ASSIGN_OR_RETURN(*gem,
+                              timer.median_us([&] { return l.run_gemm(M, nullptr); }, o.reps));
           SS_ASSIGN_OR_RETURN(
-              double gem, timer.median_us([&] { return sparse->run_gemm(M, nullptr); }, o.reps));
-          SS_ASSIGN_OR_RETURN(
-              double pro,
-              timer.median_us([&] { return sparse->run_prologue(x.get(), M, nullptr); }, o.reps));
-          const auto& d = dense_t[M];
+              *pro, timer.median_us([&] { return l.run_prologue(x.get(), M, nullptr); }, o.reps));
+          return Status::Ok();
+        };
+        double dg = 0, dl = 0, dp = 0;
+        SS_RETURN_IF_ERROR(measure(*dense, &dg, &dl, &dp));
+        records.push_back({{"backend", "cublaslt"},
+                           {"dtype", pr.name},
+                           {"pattern", "dense"},
+                           {"model", sh.model},
+                           {"layer", sh.layer},
+                           {"M", M},
+                           {"N", sh.N},
+                           {"K", sh.K},
+                           {"K_lifted", sh.K},
+                           {"gemm_us", dg},
+                           {"layer_us", dl},
+                           {"tflops", tflops(M, sh.N, sh.K, dg)},
+                           {"prologue_us", dp},
+                           {"speedup_gemm", 1.0},
+                           {"speedup_layer", 1.0},
+                           {"dense_best_candidate_us", best},
+                           {"alg", "cublaslt#" + std::to_string(best_i)},
+                           {"validated", "reference"}});
+        std::printf(
+            "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f\n",
+            "cublaslt", pr.name.c_str(), "dense", sh.model.c_str(), sh.layer.c_str(),
+            static_cast<long long>(M), dg, dl, tflops(M, sh.N, sh.K, dg), 1.0, 1.0, best);
+        std::fflush(stdout);
+        for (auto& c : sps) {
+          double gem = 0, lay = 0, pro = 0;
+          SS_RETURN_IF_ERROR(measure(*c.l, &gem, &lay, &pro));
           std::string alg = "heuristic";
-          if (have_tuning)
-            if (const TuneEntry* e =
-                    tuning.find_nearest("cusparselt", pr.name, p.str(), sh.N, sh.K, M))
-              alg = "alg" + std::to_string(e->alg_id) + "/splitk" + std::to_string(e->split_k);
+          if (const TuneEntry* e =
+                  tuning.find_nearest("cusparselt", pr.name, c.p.str(), sh.N, sh.K, M))
+            alg = "alg" + std::to_string(e->alg_id) + "/splitk" + std::to_string(e->split_k);
           nlohmann::json r = {{"backend", "cusparselt"},
                               {"dtype", pr.name},
-                              {"pattern", p.str()},
+                              {"pattern", c.p.str()},
                               {"model", sh.model},
                               {"layer", sh.layer},
                               {"M", M},
                               {"N", sh.N},
                               {"K", sh.K},
-                              {"K_lifted", Kl},
+                              {"K_lifted", c.Kl},
                               {"gemm_us", gem},
                               {"layer_us", lay},
                               {"tflops", tflops(M, sh.N, sh.K, gem)},
                               {"prologue_us", pro},
-                              {"speedup_gemm", d.first / gem},
-                              {"speedup_layer", d.second / lay},
+                              {"speedup_gemm", dg / gem},
+                              {"speedup_layer", dl / lay},
                               {"dense_best_candidate_us", nullptr},
                               {"alg", alg},
-                              {"validated", valid}};
+                              {"validated", c.valid}};
           records.push_back(r);
           std::printf("%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s\n",
-                      "cusparselt", pr.name.c_str(), p.str().c_str(), sh.model.c_str(),
+                      "cusparselt", pr.name.c_str(), c.p.str().c_str(), sh.model.c_str(),
                       sh.layer.c_str(), static_cast<long long>(M), gem, lay,
-                      tflops(M, sh.N, sh.K, gem), d.first / gem, d.second / lay, alg.c_str());
+                      tflops(M, sh.N, sh.K, gem), dg / gem, dl / lay, alg.c_str());
           std::fflush(stdout);
           // auto: the layer AutoLinear picks for this M (same kernels, so its measured time).
           const bool use_sparse =
-              have_tuning && tuning.prefer_sparse(pr.name, p.str(), sh.N, sh.K, M);
+              have_tuning && tuning.prefer_sparse(pr.name, c.p.str(), sh.N, sh.K, M);
           nlohmann::json a = r;
           a["backend"] = use_sparse ? "auto:sparse" : "auto:dense";
-          a["pattern"] = "auto-" + p.str();
-          a["gemm_us"] = use_sparse ? gem : d.first;
-          a["layer_us"] = use_sparse ? lay : d.second;
-          a["speedup_gemm"] = use_sparse ? d.first / gem : 1.0;
-          a["speedup_layer"] = use_sparse ? d.second / lay : 1.0;
-          a["tflops"] = tflops(M, sh.N, sh.K, use_sparse ? gem : d.first);
+          a["pattern"] = "auto-" + c.p.str();
+          a["gemm_us"] = use_sparse ? gem : dg;
+          a["layer_us"] = use_sparse ? lay : dl;
+          a["speedup_gemm"] = use_sparse ? dg / gem : 1.0;
+          a["speedup_layer"] = use_sparse ? dl / lay : 1.0;
+          a["tflops"] = tflops(M, sh.N, sh.K, use_sparse ? gem : dg);
           records.push_back(a);
         }
       }
