@@ -88,10 +88,10 @@ if [ "$MODE" != bench ]; then
     rc=$?
     say "$(stamp) compute-sanitizer memcheck (kernels_test lift/epilogue/slide_build): rc=$rc; $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n1)"
     "$CS" --tool memcheck --error-exitcode 9 "$B/bin/linear_test" \
-      --gtest_filter='Sm80_SparseLinear_int8_TN.BitExactAccumulatorsAllPatterns' \
+      --gtest_filter='Sm80_AutoLinear_int8.*:Sm80_SparseLinear.*' \
       >"$OUT/memcheck_linear.log" 2>&1
     rc=$?
-    say "$(stamp) compute-sanitizer memcheck (linear_test int8 sparse+dense): rc=$rc; $(grep -E 'ERROR SUMMARY' "$OUT/memcheck_linear.log" | tail -n1)"
+    say "$(stamp) compute-sanitizer memcheck (linear_test auto int8 + bad input): rc=$rc; $(grep -E 'ERROR SUMMARY' "$OUT/memcheck_linear.log" | tail -n1)"
   else
     say "compute-sanitizer: not found"
   fi
