@@ -12,7 +12,7 @@
 # for sm_90a: skips the build and runs the gpu test binaries directly, saving device time),
 # CUSPARSELT_ROOT (default: the device's PyTorch venv copy), SS_SYSROOT (a prefix with
 # nlohmann-json, CLI11, GoogleTest and OpenBLAS when the machine lacks them), SS_MODELS (models for
-# tune/bench, default qwen2.5-7b), SS_DTYPES (full mode, default int8,fp8,bf16), SS_ARCH (default 90a-real), PYTHON (for the torch baseline).
+# tune/bench, default qwen2.5-7b), SS_DTYPES (full mode, default int8,fp8,bf16), SS_BENCH_M (full mode M sweep), SS_ARCH (default 90a-real), PYTHON (for the torch baseline).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -106,9 +106,9 @@ if [ "$MODE" = short ]; then
 else
   TUNE_ARGS=(--model "$MODELS" --M 1,16,64,256,1024,4096,16384 --dtype "${SS_DTYPES:-int8,fp8,bf16}"
     --pattern 2:4,4:6,6:8,8:10 --split-k 1 --reps 2)
-  BENCH_ARGS=(--model "$MODELS" --M 1,16,64,256,1024,4096,8192,16384,32768,65536 --dtype "${SS_DTYPES:-int8,fp8,bf16}"
+  BENCH_ARGS=(--model "$MODELS" --M "${SS_BENCH_M:-1,16,64,256,1024,4096,8192,16384,32768,65536}" --dtype "${SS_DTYPES:-int8,fp8,bf16}"
     --pattern 2:4,4:6,6:8,8:10 --reps 20)
-  TORCH_M=1,16,64,256,1024,4096,8192,16384,32768,65536
+  TORCH_M=${SS_BENCH_M:-1,16,64,256,1024,4096,8192,16384,32768,65536}
 fi
 if [ "${SS_SKIP_TUNE:-0}" != 1 ]; then
   "$CLI" tune "${TUNE_ARGS[@]}" --out "$OUT/tuning.json" >"$OUT/tune.log" 2>&1
