@@ -8,6 +8,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -148,12 +149,19 @@ Status launch_quant_rows_t(const void* x, int64_t M, int64_t K, Pattern p, void*
                            int64_t K_out, float* scales, cudaStream_t stream) {
   auto kernel = quant_rows_kernel<TIn, FP8, LIFT>;
   size_t smem = quant_rows_smem(K, sizeof(TIn), LIFT);
-  static bool configured = false;  // once per instantiation
-  if (!configured) {
-    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(kQuantMaxSmem)));
-    configured = true;
+  static int configured = 0;  // opt-in limit set for this instantiation (bytes)
+  if (configured == 0) {
+    int dev = 0, optin = 0;
+    SS_CUDA_TRY(cudaGetDevice(&dev));
+    SS_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    optin = std::min(optin, static_cast<int>(kQuantMaxSmem));
+    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+    configured = optin;
   }
+  if (smem > static_cast<size_t>(configured))
+    return unsupported("quantize: K=" + std::to_string(K) + " needs " + std::to_string(smem) +
+                       " bytes of shared memory per row, the GPU allows " +
+                       std::to_string(configured));
   kernel<<<static_cast<unsigned>(M_pad), kQuantThreads, smem, stream>>>(
       static_cast<const TIn*>(x), M, K, p.m, p.lifted_block(), p.blocks(K),
       static_cast<uint8_t*>(out), static_cast<int>(K_out), scales, FP8 ? 448.0f : 127.0f);
