@@ -12,7 +12,8 @@
 # for sm_90a: skips the build and runs the gpu test binaries directly, saving device time),
 # CUSPARSELT_ROOT (default: the device's PyTorch venv copy), SS_SYSROOT (a prefix with
 # nlohmann-json, CLI11, GoogleTest and OpenBLAS when the machine lacks them), SS_MODELS (models for
-# tune/bench, default qwen2.5-7b), SS_DTYPES (full mode, default int8,fp8,bf16), SS_BENCH_M (full mode M sweep), SS_ARCH (default 90a-real), PYTHON (for the torch baseline).
+# tune/bench, default qwen2.5-7b), SS_DTYPES (full mode, default int8,fp8,bf16), SS_BENCH_M / SS_TUNE_M (full mode M lists), SS_MEMCHECK_LINEAR=0 (skip the
+# linear_test memcheck), SS_ARCH (default 90a-real), PYTHON (for the torch baseline).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -87,7 +88,7 @@ if [ "$MODE" != bench ]; then
       >"$OUT/memcheck.log" 2>&1
     rc=$?
     say "$(stamp) compute-sanitizer memcheck (kernels_test lift/epilogue/slide_build): rc=$rc; $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n1)"
-    "$CS" --tool memcheck --error-exitcode 9 "$B/bin/linear_test" \
+    [ "${SS_MEMCHECK_LINEAR:-1}" = 1 ] && "$CS" --tool memcheck --error-exitcode 9 "$B/bin/linear_test" \
       --gtest_filter='Sm80_AutoLinear_int8.*:Sm80_SparseLinear.*' \
       >"$OUT/memcheck_linear.log" 2>&1
     rc=$?
@@ -104,7 +105,7 @@ if [ "$MODE" = short ]; then
   BENCH_ARGS=(--model "$MODELS" --M 1,256,4096,16384 --dtype int8,fp8 --pattern 2:4,6:8 --reps 20)
   TORCH_M=256,4096,16384
 else
-  TUNE_ARGS=(--model "$MODELS" --M 1,16,64,256,1024,4096,16384 --dtype "${SS_DTYPES:-int8,fp8,bf16}"
+  TUNE_ARGS=(--model "$MODELS" --M "${SS_TUNE_M:-1,16,64,256,1024,4096,16384}" --dtype "${SS_DTYPES:-int8,fp8,bf16}"
     --pattern 2:4,4:6,6:8,8:10 --split-k 1 --reps 2)
   BENCH_ARGS=(--model "$MODELS" --M "${SS_BENCH_M:-1,16,64,256,1024,4096,8192,16384,32768,65536}" --dtype "${SS_DTYPES:-int8,fp8,bf16}"
     --pattern 2:4,4:6,6:8,8:10 --reps 20)
