@@ -79,13 +79,16 @@ class DenseLinear final : public GpuLinear {
     const bool q8 = q != QuantMode::kNone;
     l->K_al_ = q8 ? round_up(K, 16) : K;
     l->N_ld_ = q8 ? round_up(N, 16) : N;
+    // cuBLASLt has no fp8 kernel for N % 16 != 0 (measured: N = 111 fails): the weight gets zero
+    // rows up to N_ld and the GEMM computes N_ld outputs per token (the epilogue reads N).
+    l->N_gemm_ = q == QuantMode::kFp8 ? l->N_ld_ : N;
     SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_));
     cudaStream_t s = S(cfg.stream);
     size_t es = dtype_size(l->gin_);
     if (code_t != l->gin_)
       return invalid_argument(std::string("dense linear: weight dtype ") + dtype_name(code_t) +
                               " does not match the GEMM dtype " + dtype_name(l->gin_));
-    std::vector<uint8_t> w(static_cast<size_t>(N * l->K_al_) * es, 0);
+    std::vector<uint8_t> w(static_cast<size_t>(l->N_gemm_ * l->K_al_) * es, 0);
     for (int64_t n = 0; n < N; ++n)
       std::memcpy(&w[n * l->K_al_ * es], static_cast<const uint8_t*>(codes) + n * K * es, K * es);
     SS_RETURN_IF_ERROR(upload(l->w_, w.data(), w.size(), s));
@@ -126,7 +129,7 @@ class DenseLinear final : public GpuLinear {
     if (tuning_)
       if (const TuneEntry* e = tuning_->find_nearest("cublaslt", prec_, "dense", N_, K_, M))
         algo = e->algo_index;
-    return gemm_->run(w_.get(), xin, d, M, N_, K_al_, d == acc_.get() ? N_ld_ : N_, algo,
+    return gemm_->run(w_.get(), xin, d, M, N_gemm_, K_al_, d == acc_.get() ? N_ld_ : N_, algo,
                       S(stream));
   }
 
@@ -160,7 +163,7 @@ class DenseLinear final : public GpuLinear {
   }
 
   Expected<int> gemm_configs(int64_t M) override {
-    return gemm_->candidates(M, N_, K_al_, N_ld_, 16);
+    return gemm_->candidates(M, N_gemm_, K_al_, N_ld_, 16);
   }
   TuneEntry config(int64_t M, int index, int) const override {
     TuneEntry e{"cublaslt", prec_, "dense", N_, K_, TuningTable::bucket(M)};
@@ -170,7 +173,7 @@ class DenseLinear final : public GpuLinear {
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
     const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
-    return gemm_->run(w_.get(), xin, acc_.get(), M, N_, K_al_, N_ld_, e ? e->algo_index : -1,
+    return gemm_->run(w_.get(), xin, acc_.get(), M, N_gemm_, K_al_, N_ld_, e ? e->algo_index : -1,
                       S(stream));
   }
   Expected<TuneEntry> search_gemm(int64_t, void*) override {
@@ -180,7 +183,7 @@ class DenseLinear final : public GpuLinear {
  private:
   DenseLinear() = default;
   DType act_ = DType::kBF16, gin_ = DType::kBF16, gout_ = DType::kBF16;
-  int64_t K_al_ = 0, N_ld_ = 0, cap_M_ = 0;
+  int64_t K_al_ = 0, N_ld_ = 0, N_gemm_ = 0, cap_M_ = 0;
   bool has_bias_ = false;
   const TuningTable* tuning_ = nullptr;
   std::string prec_;

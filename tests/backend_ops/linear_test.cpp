@@ -44,12 +44,15 @@ LayerRun run_layer(GpuLinear& l, const Acts& a, DType act, int64_t M, int64_t N,
   LayerRun r;
   auto dx = to_device(a.raw);
   auto dy = poisoned(M * N * 2, 0xFF);  // NaN pattern in bf16 and fp16
-  EXPECT_TRUE(l.forward(dx.get(), dy.get(), M, nullptr).ok());
+  Status s = l.forward(dx.get(), dy.get(), M, nullptr);
+  EXPECT_TRUE(s.ok()) << l.describe() << ": " << s.to_string();
   r.y = to_host<uint16_t>(dy, M * N);
-  EXPECT_TRUE(l.run_prologue(dx.get(), M, nullptr).ok());
-  EXPECT_TRUE(l.run_gemm(M, nullptr).ok());
+  s = l.run_prologue(dx.get(), M, nullptr);
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  s = l.run_gemm(M, nullptr);
+  EXPECT_TRUE(s.ok()) << s.to_string();
   r.acc.resize(M * N * acc_es);
-  Status s = l.copy_accumulators(M, r.acc.data(), nullptr);
+  s = l.copy_accumulators(M, r.acc.data(), nullptr);
   EXPECT_TRUE(s.ok()) << s.to_string();
   return r;
 }
@@ -65,15 +68,18 @@ void expect_close_ulps(DType act, const std::vector<uint16_t>& y, const std::vec
   }
 }
 
-// |y - ref| <= rel * |ref| + abs_frac * max|ref|, never NaN.
+// |y - ref| <= rel * (|ref| + |ref - bias[n]|) + abs_frac * max|ref|, never NaN. The |ref - bias|
+// term covers W16A16 with bias, where the bias is added to the GEMM's rounded bf16/fp16 output
+// (two roundings; the second is relative to the pre-bias value). bias may be null.
 void expect_close_tol(DType act, const std::vector<uint16_t>& y, const std::vector<float>& ref,
-                      double rel, double abs_frac) {
+                      double rel, double abs_frac, const float* bias = nullptr, int64_t N = 1) {
   double mx = 0;
   for (float v : ref) mx = std::max(mx, static_cast<double>(std::fabs(v)));
   for (size_t i = 0; i < ref.size(); ++i) {
     float g = out_to_f32(act, y[i]);
     ASSERT_FALSE(std::isnan(g)) << "output " << i << " left poisoned";
-    ASSERT_LE(std::fabs(g - ref[i]), rel * std::fabs(ref[i]) + abs_frac * mx)
+    double pre = bias ? std::fabs(ref[i] - bias[i % N]) : 0.0;
+    ASSERT_LE(std::fabs(g - ref[i]), rel * (std::fabs(ref[i]) + pre) + abs_frac * mx)
         << "output " << i << ": " << g << " vs reference " << ref[i];
   }
 }
@@ -165,8 +171,9 @@ TEST(Sm89_SparseLinear_fp8_TN, WithinTolerance) {
 
 TEST(Sm80_SparseLinear_16bit_TN, WithinTolerance) {
   SS_SKIP_WITHOUT_GPU();
-  // bf16/fp16 inputs, fp32 accumulation, one rounding to the output type:
-  // |y - ref| <= 2^-7 |ref| (bf16) or 2^-10 |ref| (fp16), + 1e-4 max|ref| for the sum order.
+  // bf16/fp16 inputs, fp32 accumulation, rounding to the output type (and, with a bias, a second
+  // rounding after the bias add): |y - ref| <= 2^-7 (|ref| + |ref - bias|) (bf16) or 2^-10 (...)
+  // (fp16), + 1e-4 max|ref| for the summation order.
   uint64_t seed = 600;
   for (DType act : {DType::kBF16, DType::kF16})
     for (const char* ps : {"2:4", "4:6", "6:8", "8:10"})
@@ -191,7 +198,8 @@ TEST(Sm80_SparseLinear_16bit_TN, WithinTolerance) {
             auto l = make_linear(mode, *w, b, cfg);
             SS_ASSERT_OK(l.status());
             LayerRun r = run_layer(**l, a, act, c.M, c.N, 2);
-            expect_close_tol(act, r.y, yref, act == DType::kF16 ? 1.0 / 1024 : 1.0 / 128, 1e-4);
+            expect_close_tol(act, r.y, yref, act == DType::kF16 ? 1.0 / 1024 : 1.0 / 128, 1e-4, b,
+                             c.N);
           }
         }
       }
