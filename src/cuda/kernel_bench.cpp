@@ -73,6 +73,12 @@ struct Precision {
   QuantMode q;
 };
 
+Expected<Pattern> parse_pattern_flag(const std::string& s) {
+  auto p = Pattern::parse(s);
+  if (!p.ok()) return invalid_argument("--pattern '" + s + "': " + p.status().message());
+  return *p;
+}
+
 Expected<Precision> parse_precision(const std::string& s) {
   if (s == "bf16") return Precision{s, DType::kBF16, QuantMode::kNone};
   if (s == "fp16") return Precision{s, DType::kF16, QuantMode::kNone};
@@ -236,7 +242,6 @@ std::string gpu_name() {
 }  // namespace
 
 Status run_kernel_bench(const KernelBenchOptions& o) {
-  SS_RETURN_IF_ERROR(check_device());
   if (o.out_dir.empty()) return invalid_argument("bench kernel: --out DIR is required");
   if (o.reps < 3) return invalid_argument("bench kernel: --reps must be >= 3");
   SS_ASSIGN_OR_RETURN(auto shapes, shapes_for(o.models, o.square));
@@ -247,7 +252,7 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
   }
   std::vector<Pattern> pats;
   for (const auto& s : o.patterns) {
-    SS_ASSIGN_OR_RETURN(Pattern p, Pattern::parse(s));
+    SS_ASSIGN_OR_RETURN(Pattern p, parse_pattern_flag(s));
     pats.push_back(p);
   }
   for (int64_t M : o.Ms)
@@ -258,6 +263,7 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
     SS_ASSIGN_OR_RETURN(tuning, TuningTable::load(o.tuning));
     have_tuning = true;
   }
+  SS_RETURN_IF_ERROR(check_device());  // after the arguments: usage errors come first
   Timer timer;
   SS_RETURN_IF_ERROR(timer.init(o.reps));
   const int64_t M_max = *std::max_element(o.Ms.begin(), o.Ms.end());
@@ -450,9 +456,14 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
 }
 
 Status run_tune(const TuneOptions& o) {
-  SS_RETURN_IF_ERROR(check_device());
   if (o.out.empty()) return invalid_argument("tune: --out FILE is required");
   SS_ASSIGN_OR_RETURN(auto shapes, shapes_for(o.models, o.square));
+  for (const auto& ps : o.precisions) SS_RETURN_IF_ERROR(parse_precision(ps).status());
+  for (const auto& s : o.patterns) SS_RETURN_IF_ERROR(parse_pattern_flag(s).status());
+  if (o.split_k.empty()) return invalid_argument("tune: --split-k needs at least one value");
+  if (o.Ms.empty()) return invalid_argument("tune: --M needs at least one value");
+  for (int64_t M : o.Ms)
+    if (M < 1 || M > 65536) return invalid_argument("tune: --M values must be 1..65536");
   TuningTable table;
   {
     std::ifstream probe(o.out);
@@ -460,11 +471,10 @@ Status run_tune(const TuneOptions& o) {
       SS_ASSIGN_OR_RETURN(table, TuningTable::load(o.out));
     }
   }
+  SS_RETURN_IF_ERROR(check_device());  // after the arguments: usage errors come first
   table.gpu = gpu_name();
   Timer timer;
   SS_RETURN_IF_ERROR(timer.init(o.reps));
-  for (int64_t M : o.Ms)
-    if (M < 1 || M > 65536) return invalid_argument("tune: --M values must be 1..65536");
   for (const auto& sh : shapes)
     for (const auto& ps : o.precisions) {
       SS_ASSIGN_OR_RETURN(Precision pr, parse_precision(ps));
@@ -533,7 +543,7 @@ Status run_tune(const TuneOptions& o) {
       };
       std::vector<Pattern> pats;
       for (const auto& s : o.patterns) {
-        SS_ASSIGN_OR_RETURN(Pattern p, Pattern::parse(s));
+        SS_ASSIGN_OR_RETURN(Pattern p, parse_pattern_flag(s));
         pats.push_back(p);
       }
       {
