@@ -58,8 +58,7 @@ Status copy_to_host(const DeviceBuffer& acc, DType t, int64_t M, int64_t N, int6
   return Status::Ok();
 }
 
-// ---- dense
-// ----------------------------------------------------------------------------------------
+// ---- dense layer ----
 class DenseLinear final : public GpuLinear {
  public:
   static Expected<std::unique_ptr<DenseLinear>> create(const void* codes, DType code_t, int64_t N,
@@ -192,8 +191,7 @@ class DenseLinear final : public GpuLinear {
   DeviceBuffer w_, sw_, bias_, xq_, sx_, acc_;
 };
 
-// ---- sparse
-// ---------------------------------------------------------------------------------------
+// ---- sparse layer ----
 class SparseLinear final : public GpuLinear {
  public:
   static Expected<std::unique_ptr<SparseLinear>> create(const NmTensor& w, const float* bias,
@@ -352,8 +350,7 @@ class SparseLinear final : public GpuLinear {
   DeviceBuffer sw_, bias_, xq_, sx_, acc_;
 };
 
-// ---- auto
-// -----------------------------------------------------------------------------------------
+// ---- auto layer ----
 class AutoLinear final : public GpuLinear {
  public:
   AutoLinear(std::unique_ptr<GpuLinear> dense, std::unique_ptr<GpuLinear> sparse, Pattern p,
