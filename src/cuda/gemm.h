@@ -27,9 +27,8 @@ DType gemm_out_dtype(DType in);
 // Alignment in elements that both libraries want for K, N and M of 8/16-bit operands.
 int64_t gemm_align(DType in);
 
-// ---- cuBLASLt dense
-// ------------------------------------------------------------------------------- algo: -1 = the
-// library's first heuristic; i >= 0 = the i-th heuristic candidate.
+// ---- cuBLASLt dense ----
+// algo: -1 = the library's first heuristic; i >= 0 = the i-th heuristic candidate.
 class GemmDense {
  public:
   static Expected<std::unique_ptr<GemmDense>> create(DType in);
@@ -55,8 +54,7 @@ class GemmDense {
   std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Plan>> plans_;
 };
 
-// ---- cuSPARSELt 2:4
-// -------------------------------------------------------------------------------
+// ---- cuSPARSELt 2:4 ----
 struct SparseAlgo {
   int alg_id = -1;  // -1: library default (heuristic)
   int split_k = 1;
