@@ -59,7 +59,8 @@ class WeightSource {
   virtual std::vector<std::string> input_paths() const = 0;
   virtual std::vector<TensorInfo> tensors() const = 0;  // in checkpoint order
   virtual Expected<SourceTensor> read(const std::string& name) const = 0;
-  // Called when convert is done with a tensor (lets an mmap'd source drop its pages).
+  // Called when convert is done with (part of) a tensor: an mmap'd source may drop its pages;
+  // views stay valid (pages are re-read on access). May be called several times per tensor.
   virtual void release(const std::string& name) const {}
 };
 

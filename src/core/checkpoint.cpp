@@ -308,11 +308,19 @@ Status convert_checkpoint(const WeightSource& src, const ConvertOptions& opt,
                             "' changed between listing and reading");
     auto li = lin_of.find(t.name);
     if (li == lin_of.end()) {
-      SS_RETURN_IF_ERROR(w.write(t.name, v.data, v.nbytes));
-      if (dense_w) SS_RETURN_IF_ERROR(dense_w->write(t.name, v.data, v.nbytes));
+      // Copied through in chunks, dropping the source pages as we go (bounded resident set).
+      constexpr size_t kCopyChunk = size_t{64} << 20;
+      const auto* bytes = static_cast<const uint8_t*>(v.data);
+      for (size_t off = 0; off < v.nbytes; off += kCopyChunk) {
+        const size_t n = std::min(kCopyChunk, v.nbytes - off);
+        SS_RETURN_IF_ERROR(w.write(t.name, bytes + off, n, off));
+        if (dense_w) SS_RETURN_IF_ERROR(dense_w->write(t.name, bytes + off, n, off));
+        src.release(t.name);
+      }
     } else {
       const LinearSpec& l = linears[li->second];
       SS_ASSIGN_OR_RETURN(std::vector<float> wf, tensor_to_f32(t.name, v));
+      src.release(t.name);
       const float* norms = nullptr;
       if (opt.prune == PruneMethod::kWanda) norms = opt.act_norms.at(l.name).data();
       auto nm = compress_rows(wf.data(), l.N, l.K, opt, norms, model_dtype, threads);
@@ -546,6 +554,8 @@ void inspect_nm(const Checkpoint& ck, const LinearSpec& l, InspectLinear* r) {
     if (v.ok()) r->bytes += v->nbytes();
   }
   auto nm = ck.nm_linear(l.name);
+  for (const char* suf : {".nm_values", ".nm_mask", ".weight_scale"})
+    ck.store().release(l.name + suf);
   if (!nm.ok()) {
     r->verified = false;
     r->problem = nm.status().message();
