@@ -176,6 +176,7 @@ Expected<OutputDir> OutputDir::create(const std::string& final_path, bool force,
     return already_exists("output '" + final_path + "' exists (use --force to replace it)");
   OutputDir d;
   d.final_ = final_path;
+  while (d.final_.size() > 1 && d.final_.back() == '/') d.final_.pop_back();
   d.force_ = force;
   d.tmp_ = temp_name_for(final_path, "tmp");
   if (::mkdir(d.tmp_.c_str(), 0755) != 0)
