@@ -388,3 +388,62 @@ TEST(Checkpoint, LoaderRejectsInconsistentTensors) {
     EXPECT_NEAR(static_cast<double>(l.bytes) / l.dense_bytes, (6.0 + 1.0) / 8.0 + 4.0 / l.K, 0.05);
   }
 }
+
+namespace {
+// Wraps a source and fails reading the k-th tensor: convert must leave no output behind.
+class FailingSource : public ss::WeightSource {
+ public:
+  FailingSource(std::unique_ptr<ss::WeightSource> s, int fail_at)
+      : s_(std::move(s)), fail_at_(fail_at) {}
+  std::string description() const override { return s_->description(); }
+  const ss::ModelConfig& config() const override { return s_->config(); }
+  std::string config_json() const override { return s_->config_json(); }
+  std::vector<std::string> aux_files() const override { return s_->aux_files(); }
+  std::vector<std::string> input_paths() const override { return s_->input_paths(); }
+  std::vector<ss::TensorInfo> tensors() const override { return s_->tensors(); }
+  ss::Expected<ss::SourceTensor> read(const std::string& name) const override {
+    if (reads_++ == fail_at_) return ss::io_error("injected read failure of '" + name + "'");
+    return s_->read(name);
+  }
+
+ private:
+  std::unique_ptr<ss::WeightSource> s_;
+  int fail_at_;
+  mutable int reads_ = 0;
+};
+}  // namespace
+
+TEST(Checkpoint, FailureMidwayLeavesNoOutput) {
+  std::string src_dir = tmp("mid_src");
+  ss::SynthOptions so;
+  so.arch = "tiny-qwen2";
+  so.out = src_dir;
+  ASSERT_TRUE(ss::synth_checkpoint(so).ok());
+  for (int fail_at : {0, 7, 20}) {
+    auto src = ss::open_hf_source(src_dir);
+    FailingSource fs_src(std::move(*src), fail_at);
+    ss::ConvertOptions opt;
+    opt.out = tmp("mid_out");
+    opt.export_dense_pruned = tmp("mid_dense");
+    opt.max_shard_bytes = 50000;
+    ss::Status s = ss::convert_checkpoint(fs_src, opt);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("injected"), std::string::npos);
+    for (auto& e : fs::directory_iterator(fs::path(opt.out).parent_path())) {
+      std::string n = e.path().filename().string();
+      EXPECT_EQ(n.find("mid_out"), std::string::npos) << n;
+      EXPECT_EQ(n.find("mid_dense"), std::string::npos) << n;
+    }
+  }
+  // --force over an existing directory: a failure keeps the old one intact.
+  std::string out = tmp("mid_keep");
+  fs::create_directories(out);
+  std::ofstream(out + "/old.txt") << "old";
+  auto src = ss::open_hf_source(src_dir);
+  FailingSource fs_src(std::move(*src), 5);
+  ss::ConvertOptions opt;
+  opt.out = out;
+  opt.force = true;
+  EXPECT_FALSE(ss::convert_checkpoint(fs_src, opt).ok());
+  EXPECT_EQ(read_all(out + "/old.txt"), "old");
+}
