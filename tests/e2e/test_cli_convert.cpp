@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "slidesparse/model_config.h"
+#include "slidesparse/safetensors.h"
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
@@ -350,4 +353,42 @@ TEST_F(CliConvert, InspectRejectsACorruptedMask) {
   CliRun i = cli("inspect " + out);
   expect_error(i, "model.layers.1.mlp.up_proj");
   EXPECT_NE(i.out.find("FAILED"), std::string::npos);
+}
+
+TEST_F(CliConvert, WandaWithNormsFile) {
+  auto cfg = slidesparse::model_config_load(src() + "/config.json");
+  ASSERT_TRUE(cfg.ok());
+  auto lins = slidesparse::model_linears(*cfg);
+  auto write_norms = [&](const std::string& path, int64_t k_delta) {
+    std::vector<slidesparse::TensorInfo> specs;
+    for (auto& l : lins)
+      specs.push_back({l.weight_name() + ".act_norm",
+                       slidesparse::DType::kF32,
+                       {l.K + (l.kind == slidesparse::LinearKind::kDown ? k_delta : 0)}});
+    auto w = slidesparse::SafetensorsWriter::create(path, specs);
+    ASSERT_TRUE(w.ok());
+    for (auto& sp : specs) {
+      std::vector<float> v(static_cast<size_t>(sp.shape[0]));
+      for (size_t k = 0; k < v.size(); ++k) v[k] = 0.5f + static_cast<float>((k * 37) % 11);
+      ASSERT_TRUE(w->write(sp.name, v.data(), v.size() * 4).ok());
+    }
+    ASSERT_TRUE(w->finish().ok());
+  };
+  std::string good = root() + "/norms.safetensors", bad = root() + "/norms_bad.safetensors";
+  write_norms(good, 0);
+  write_norms(bad, 1);
+  std::string out = root() + "/wanda";
+  fs::remove_all(out);
+  CliRun r = cli("convert " + src() + " --out " + out + " --prune wanda --norms " + good +
+                 " --quant fp8 --pattern 8:10");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  CliRun i = cli("inspect " + out + " --json");
+  ASSERT_EQ(i.rc, 0) << i.err;
+  json j = json::parse(i.out);
+  EXPECT_EQ(j["prune"], "wanda");
+  EXPECT_EQ(j["quant"], "fp8");
+  EXPECT_TRUE(j["totals"]["all_verified"].get<bool>());
+  convert_fails(src(), "--prune wanda --norms " + bad,
+                "model.layers.0.mlp.down_proj.weight.act_norm");
+  convert_fails(src(), "--norms " + good, "--norms is only used with --prune wanda");
 }
