@@ -806,7 +806,7 @@ std::string InspectReport::to_text() const {
   std::snprintf(
       buf, sizeof buf,
       "total: %zu linears, sparsity %.4f, %zu bytes vs %zu dense (%.3f); other tensors: "
-      "%lld (%zu bytes); files %zu bytes (%.3f of dense model); %s\n",
+      "%lld (%zu bytes); files %zu bytes (%.3f of the model with dense linears); %s\n",
       linears.size(), el ? 1.0 - static_cast<double>(nz) / el : 0.0, lb, ld,
       ld ? static_cast<double>(lb) / ld : 0.0, static_cast<long long>(other_tensors), other_bytes,
       file_bytes,
