@@ -3,6 +3,8 @@
 // behind, the input unchanged (hash of every file before and after).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -35,8 +37,11 @@ void write_all(const std::string& p, const std::string& s) {
   f.write(s.data(), static_cast<std::streamsize>(s.size()));
 }
 
+// One directory per process: ctest runs each test case as its own process, in parallel.
 std::string root() {
-  return std::string(SS_TEST_TMP) + "/cli_convert";
+  static const std::string r =
+      std::string(SS_TEST_TMP) + "/cli_convert/" + std::to_string(::getpid());
+  return r;
 }
 
 CliRun cli(const std::string& args) {
@@ -108,6 +113,7 @@ class CliConvert : public ::testing::Test {
     CliRun r = cli("synth --arch tiny-llama --seed 11 --out " + src());
     ASSERT_EQ(r.rc, 0) << r.err;
   }
+  static void TearDownTestSuite() { fs::remove_all(root()); }
   static std::string src() { return root() + "/tiny"; }
   // A fresh copy of the source that a test may corrupt.
   static std::string copy_src(const std::string& name) {
