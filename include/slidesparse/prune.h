@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "slidesparse/dtype.h"
 #include "slidesparse/pattern.h"
 #include "slidesparse/status.h"
 
@@ -18,8 +19,14 @@ const char* prune_method_name(PruneMethod m);
 
 // w: [N, K] fp32. act_norms: [K] (Wanda; must be null for magnitude). Returns the block masks
 // [N, K_pad/m]: bit i set iff position i of the block is kept; popcount == n exactly.
+// Errors (kInvalidArgument, one line naming row/column): a non-finite weight; Wanda without norms;
+// a negative or non-finite norm; magnitude with norms.
 Expected<std::vector<uint16_t>> prune_select(const float* w, int64_t N, int64_t K, Pattern p,
                                              PruneMethod method, const float* act_norms);
+// Same, with the length of act_norms checked: Wanda needs exactly K norms (0 for magnitude).
+Expected<std::vector<uint16_t>> prune_select(const float* w, int64_t N, int64_t K, Pattern p,
+                                             PruneMethod method, const float* act_norms,
+                                             int64_t act_norms_count);
 
 // Zero, in place, every element of w [N, K] whose bit is not set in masks.
 void prune_apply(float* w, int64_t N, int64_t K, Pattern p, const uint16_t* masks);
