@@ -28,6 +28,7 @@ __device__ __forceinline__ float to_f32(__half v) {
 
 __device__ __forceinline__ uint8_t quant_i8(float v, float scale) {
   float q = rintf(__fdiv_rn(v, scale));
+  if (q != q) return 0;  // NaN -> 0, as the CPU reference
   q = fminf(fmaxf(q, -127.0f), 127.0f);
   return static_cast<uint8_t>(static_cast<int8_t>(q));
 }
