@@ -1,0 +1,86 @@
+// `slidesparse convert`: HF checkpoint -> SlideSparse checkpoint (prune, optionally quantize,
+// compact n:m values + masks), streamed tensor by tensor.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "cli.h"
+#include "slidesparse/checkpoint.h"
+
+namespace slidesparse::cli {
+namespace {
+
+struct ConvertArgs {
+  std::string in, out, pattern = "6:8", prune = "magnitude", quant = "none", norms, dense, shard;
+  bool force = false, progress = false, quiet = false;
+  int threads = 0;
+};
+
+Status run_convert(const ConvertArgs& a) {
+  ConvertOptions opt;
+  auto pat = Pattern::parse(a.pattern);
+  if (!pat.ok()) return invalid_argument("--pattern: " + pat.status().message());
+  opt.pattern = *pat;
+  auto pm = prune_method_parse(a.prune);
+  if (!pm.ok()) return invalid_argument("--prune: " + pm.status().message());
+  opt.prune = *pm;
+  auto qm = quant_mode_parse(a.quant);
+  if (!qm.ok()) return invalid_argument("--quant: " + qm.status().message());
+  opt.quant = *qm;
+  if (opt.prune == PruneMethod::kWanda && a.norms.empty())
+    return invalid_argument("--prune wanda needs --norms FILE (activation norms)");
+  if (opt.prune != PruneMethod::kWanda && !a.norms.empty())
+    return invalid_argument("--norms is only used with --prune wanda");
+  if (!a.shard.empty()) {
+    SS_ASSIGN_OR_RETURN(opt.max_shard_bytes, parse_byte_size(a.shard));
+  }
+  opt.out = a.out;
+  opt.export_dense_pruned = a.dense;
+  opt.force = a.force;
+  opt.threads = a.threads;
+  opt.progress = !a.quiet && (a.progress || ::isatty(2));
+  SS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> src, open_hf_source(a.in));
+  if (!a.norms.empty()) {
+    SS_ASSIGN_OR_RETURN(opt.act_norms, load_act_norms(a.norms, model_linears(src->config())));
+    opt.source_info["norms"] = a.norms;
+  }
+  ConvertReport rep;
+  SS_RETURN_IF_ERROR(convert_checkpoint(*src, opt, &rep));
+  std::printf(
+      "wrote %s: %s %s %s, %lld tensors (%lld linears), linears %.3f of dense, %.2f GB read in "
+      "%.1f s (%.2f GB/s)\n",
+      a.out.c_str(), opt.pattern.str().c_str(), prune_method_name(opt.prune),
+      quant_mode_name(opt.quant), static_cast<long long>(rep.tensors),
+      static_cast<long long>(rep.linears),
+      rep.linear_dense_bytes ? static_cast<double>(rep.linear_sparse_bytes) / rep.linear_dense_bytes
+                             : 0.0,
+      rep.bytes_read / 1e9, rep.seconds,
+      rep.seconds > 0 ? rep.bytes_read / 1e9 / rep.seconds : 0.0);
+  if (!a.dense.empty()) std::printf("wrote %s: dense pruned HF checkpoint\n", a.dense.c_str());
+  return Status::Ok();
+}
+
+CommandRegistrar reg(
+    "", "convert", "prune (+quantize) an HF checkpoint into a SlideSparse checkpoint",
+    [](CLI::App& sub) -> CommandFn {
+      auto a = std::make_shared<ConvertArgs>();
+      sub.add_option("input", a->in, "Hugging Face checkpoint directory")->required();
+      sub.add_option("--out", a->out, "output directory")->required();
+      sub.add_option("--pattern", a->pattern,
+                     "n:m pattern, e.g. 2:4, 4:6, 6:8, 8:10 (default 6:8)");
+      sub.add_option("--prune", a->prune, "magnitude | wanda (default magnitude)");
+      sub.add_option("--quant", a->quant, "none | int8 | fp8 (default none)");
+      sub.add_option("--norms", a->norms,
+                     "Wanda activation norms: safetensors, F32 [K] '<linear>.weight.act_norm'");
+      sub.add_option("--export-dense-pruned", a->dense,
+                     "also write a plain HF checkpoint with the zeros in place");
+      sub.add_flag("--force", a->force, "replace existing output directories");
+      sub.add_option("--threads", a->threads, "threads (default: all cores)");
+      sub.add_option("--max-shard-size", a->shard, "shard when larger, e.g. 4GB (default 4GiB)");
+      sub.add_flag("--progress", a->progress, "progress lines on stderr even when not a terminal");
+      sub.add_flag("--quiet", a->quiet, "no progress line");
+      return [a]() { return run_convert(*a); };
+    });
+
+}  // namespace
+}  // namespace slidesparse::cli
