@@ -50,7 +50,8 @@ Expected<std::unique_ptr<Model>> load_model(const std::string& path, Backend* be
     }
     std::vector<int32_t> ids = tok.encode(text);
     if (f.calib_tokens < 1) return invalid_argument("--calib-tokens must be >= 1");
-    if (static_cast<int64_t>(ids.size()) > f.calib_tokens) ids.resize(static_cast<size_t>(f.calib_tokens));
+    if (static_cast<int64_t>(ids.size()) > f.calib_tokens)
+      ids.resize(static_cast<size_t>(f.calib_tokens));
     SS_ASSIGN_OR_RETURN(std::unique_ptr<Model> dense, Model::load(path, be));
     SS_ASSIGN_OR_RETURN(sp.act_norms, calibrate_act_norms(*dense, ids, ctx));
   } else if (!f.calib_text.empty()) {
@@ -84,7 +85,8 @@ CommandRegistrar reg_ppl(
         SparseFlags sf;
       };
       auto a = std::make_shared<Args>();
-      sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")->required();
+      sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")
+          ->required();
       sub.add_option("--text", a->text, "UTF-8 text file (default: the fortunes evaluation part)");
       sub.add_option("--max-tokens", a->max_tokens, "evaluate the first N tokens (default 4096)");
       sub.add_option("--ctx", a->ctx, "window length L (default 512)");
@@ -102,16 +104,19 @@ CommandRegistrar reg_ppl(
         }
         SS_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::from_model_path(a->model));
         std::vector<int32_t> ids = tok.encode(text);
-        if (static_cast<int64_t>(ids.size()) > a->max_tokens) ids.resize(static_cast<size_t>(a->max_tokens));
+        if (static_cast<int64_t>(ids.size()) > a->max_tokens)
+          ids.resize(static_cast<size_t>(a->max_tokens));
         auto be = make_cpu_backend();
         // Context check before any heavy work.
-        SS_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, load_model(a->model, be.get(), tok, a->sf, a->ctx));
+        SS_ASSIGN_OR_RETURN(std::unique_ptr<Model> m,
+                            load_model(a->model, be.get(), tok, a->sf, a->ctx));
         const int64_t stride = a->stride > 0 ? a->stride : std::max<int64_t>(1, a->ctx / 2);
         SS_ASSIGN_OR_RETURN(PplResult r, eval_perplexity(*m, ids, a->ctx, stride));
         if (a->json) {
           std::printf(
               "{\"model\": \"%s\", \"description\": \"%s\", \"ppl\": %.6f, \"ppl_stderr\": %.6f, "
-              "\"nll_mean\": %.6f, \"nll_stderr\": %.6f, \"tokens\": %lld, \"forwarded_tokens\": %lld, "
+              "\"nll_mean\": %.6f, \"nll_stderr\": %.6f, \"tokens\": %lld, \"forwarded_tokens\": "
+              "%lld, "
               "\"ctx\": %lld, \"stride\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.2f}\n",
               json_escape(a->model).c_str(), json_escape(m->description()).c_str(), r.ppl,
               r.ppl_stderr, r.nll_mean, r.nll_stderr, static_cast<long long>(r.scored_tokens),
@@ -119,8 +124,8 @@ CommandRegistrar reg_ppl(
               static_cast<long long>(r.stride), r.seconds, r.tokens_per_s);
         } else {
           std::printf("model: %s (%s)\n", a->model.c_str(), m->description().c_str());
-          std::printf("perplexity: %.4f +- %.4f (mean NLL %.5f +- %.5f nats)\n", r.ppl, r.ppl_stderr,
-                      r.nll_mean, r.nll_stderr);
+          std::printf("perplexity: %.4f +- %.4f (mean NLL %.5f +- %.5f nats)\n", r.ppl,
+                      r.ppl_stderr, r.nll_mean, r.nll_stderr);
           std::printf("tokens scored: %lld, ctx %lld, stride %lld; %.1f tokens/s (%.1f s)\n",
                       static_cast<long long>(r.scored_tokens), static_cast<long long>(r.ctx),
                       static_cast<long long>(r.stride), r.tokens_per_s, r.seconds);
@@ -154,7 +159,8 @@ CommandRegistrar reg_logits(
         std::string model, tokens, out;
       };
       auto a = std::make_shared<Args>();
-      sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")->required();
+      sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")
+          ->required();
       sub.add_option("--tokens", a->tokens, "comma-separated token ids")->required();
       sub.add_option("--out", a->out, "output file: n*vocab fp32 values")->required();
       return [a]() -> Status {
@@ -171,7 +177,8 @@ CommandRegistrar reg_logits(
                   static_cast<std::streamsize>(logits.size() * sizeof(float)));
           if (!o) return io_error("cannot write '" + tmp + "'");
         }
-        if (std::rename(tmp.c_str(), a->out.c_str()) != 0) return io_error("cannot rename to '" + a->out + "'");
+        if (std::rename(tmp.c_str(), a->out.c_str()) != 0)
+          return io_error("cannot rename to '" + a->out + "'");
         std::printf("wrote %lld x %lld logits to %s\n", static_cast<long long>(n),
                     static_cast<long long>(V), a->out.c_str());
         return Status::Ok();

@@ -18,7 +18,8 @@ CommandRegistrar reg(
         uint64_t seed = 1;
       };
       auto a = std::make_shared<Args>();
-      sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")->required();
+      sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")
+          ->required();
       sub.add_option("--prompt", a->prompt, "prompt text")->required();
       sub.add_option("--max-new-tokens", a->max_new, "tokens to generate (default 64)");
       sub.add_option("--temperature", a->temperature, "0 = greedy (default)");
@@ -26,7 +27,8 @@ CommandRegistrar reg(
       sub.add_option("--seed", a->seed, "sampling seed (default 1)");
       sub.add_option("--device", a->device, "cpu (default)");
       return [a]() -> Status {
-        if (a->device != "cpu") return unsupported("generate: --device " + a->device + " (this build: cpu)");
+        if (a->device != "cpu")
+          return unsupported("generate: --device " + a->device + " (this build: cpu)");
         if (a->max_new < 0) return invalid_argument("--max-new-tokens must be >= 0");
         if (a->temperature < 0 || !(a->top_p > 0 && a->top_p <= 1)) {
           return invalid_argument("--temperature must be >= 0 and --top-p in (0, 1]");

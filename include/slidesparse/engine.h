@@ -25,7 +25,7 @@ Expected<std::string> default_eval_text();
 Expected<std::string> default_calib_text();
 
 struct PplResult {
-  double ppl = 0, ppl_stderr = 0;   // exp(mean NLL); stderr by the delta method: ppl * se(NLL)
+  double ppl = 0, ppl_stderr = 0;  // exp(mean NLL); stderr by the delta method: ppl * se(NLL)
   double nll_mean = 0, nll_stderr = 0;
   int64_t scored_tokens = 0, forwarded_tokens = 0;
   int64_t ctx = 0, stride = 0;
@@ -34,7 +34,8 @@ struct PplResult {
 
 // Sliding-window perplexity (Hugging Face's recipe): windows of `ctx` tokens advancing by
 // `stride`; each window scores only the tokens not scored before, with all of the window as
-// context. Every token but the first is scored exactly once.
+// context. With stride < ctx every token but the first is scored exactly once; with stride == ctx
+// the first token of each window (no context) is not scored.
 Expected<PplResult> eval_perplexity(Model& m, const std::vector<int32_t>& tokens, int64_t ctx,
                                     int64_t stride);
 

@@ -165,10 +165,9 @@ class CpuBackend final : public Backend {
     for (int64_t h = 0; h < H; ++h) {
       const int64_t kvh = h / group;
       // scores [n, S] = q_h [n, hd] * k_kvh [S, hd]^T
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
-                  static_cast<int>(S), static_cast<int>(hd), scale, q + h * hd,
-                  static_cast<int>(H * hd), k + kvh * hd, static_cast<int>(KV * hd), 0.0f,
-                  sc.data(), static_cast<int>(S));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(S),
+                  static_cast<int>(hd), scale, q + h * hd, static_cast<int>(H * hd), k + kvh * hd,
+                  static_cast<int>(KV * hd), 0.0f, sc.data(), static_cast<int>(S));
       for (int64_t i = 0; i < n; ++i) {
         float* row = sc.data() + i * S;
         const int64_t last = pos0 + i;  // causal: keys 0..last
@@ -197,6 +196,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend() {
+  return std::make_unique<CpuBackend>();
+}
 
 }  // namespace slidesparse

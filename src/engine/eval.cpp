@@ -72,7 +72,8 @@ Expected<std::string> fortune_part(bool calib) {
 Expected<std::string> load_text_file(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return not_found("text '" + path + "': no such file");
-  if (S_ISDIR(st.st_mode)) return invalid_argument("text '" + path + "': is a directory, expected a text file");
+  if (S_ISDIR(st.st_mode))
+    return invalid_argument("text '" + path + "': is a directory, expected a text file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return io_error("text '" + path + "': cannot open file");
   std::stringstream ss;
@@ -89,13 +90,19 @@ Expected<std::string> load_text_file(const std::string& path) {
   return s;
 }
 
-Expected<std::string> default_eval_text() { return fortune_part(false); }
-Expected<std::string> default_calib_text() { return fortune_part(true); }
+Expected<std::string> default_eval_text() {
+  return fortune_part(false);
+}
+Expected<std::string> default_calib_text() {
+  return fortune_part(true);
+}
 
 Expected<PplResult> eval_perplexity(Model& m, const std::vector<int32_t>& tokens, int64_t ctx,
                                     int64_t stride) {
   const int64_t T = static_cast<int64_t>(tokens.size());
-  if (T < 2) return invalid_argument("perplexity: the text has " + std::to_string(T) + " tokens, need at least 2");
+  if (T < 2)
+    return invalid_argument("perplexity: the text has " + std::to_string(T) +
+                            " tokens, need at least 2");
   if (ctx < 2) return invalid_argument("perplexity: --ctx must be >= 2");
   if (ctx > m.config().max_position_embeddings) {
     return invalid_argument("perplexity: --ctx " + std::to_string(ctx) +
@@ -166,7 +173,8 @@ Expected<std::map<std::string, std::vector<float>>> calibrate_act_norms(
 
 int32_t sample_token(const float* logits, int64_t vocab, float temperature, float top_p,
                      SamplerState* st) {
-  if (temperature <= 0.0f) return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  if (temperature <= 0.0f)
+    return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
   std::vector<std::pair<float, int32_t>> p(static_cast<size_t>(vocab));
   const float mx = *std::max_element(logits, logits + vocab);
   double sum = 0;
@@ -189,7 +197,8 @@ int32_t sample_token(const float* logits, int64_t vocab, float temperature, floa
   st->rng ^= st->rng >> 12;
   st->rng ^= st->rng << 25;
   st->rng ^= st->rng >> 27;
-  const double u = static_cast<double>((st->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0 * cum;
+  const double u =
+      static_cast<double>((st->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0 * cum;
   double acc = 0;
   for (size_t i = 0; i < keep; ++i) {
     acc += p[i].first / sum;

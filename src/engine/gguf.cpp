@@ -19,13 +19,26 @@ struct TypeTraits {
 
 bool type_traits(uint32_t t, TypeTraits* tt) {
   switch (t) {
-    case kF32: *tt = {1, 4}; return true;
-    case kF16: *tt = {1, 2}; return true;
-    case kBF16: *tt = {1, 2}; return true;
-    case kQ4_0: *tt = {32, 18}; return true;
-    case kQ4_1: *tt = {32, 20}; return true;
-    case kQ8_0: *tt = {32, 34}; return true;
-    default: return false;
+    case kF32:
+      *tt = {1, 4};
+      return true;
+    case kF16:
+      *tt = {1, 2};
+      return true;
+    case kBF16:
+      *tt = {1, 2};
+      return true;
+    case kQ4_0:
+      *tt = {32, 18};
+      return true;
+    case kQ4_1:
+      *tt = {32, 20};
+      return true;
+    case kQ8_0:
+      *tt = {32, 34};
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -41,7 +54,8 @@ class Reader {
                           " runs past the end of the file (" + std::to_string(size_) + " bytes)");
     }
     in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
-    if (!in_) return io_error("GGUF '" + path_ + "': read failed at offset " + std::to_string(pos_));
+    if (!in_)
+      return io_error("GGUF '" + path_ + "': read failed at offset " + std::to_string(pos_));
     pos_ += n;
     return Status::Ok();
   }
@@ -69,28 +83,92 @@ class Reader {
 
 // GGUF metadata value types.
 enum : uint32_t {
-  kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32v, kBool, kString, kArray, kU64, kI64, kF64
+  kU8 = 0,
+  kI8,
+  kU16,
+  kI16,
+  kU32,
+  kI32,
+  kF32v,
+  kBool,
+  kString,
+  kArray,
+  kU64,
+  kI64,
+  kF64
 };
 
 Status read_scalar(Reader& r, uint32_t type, double* out, const std::string& key) {
   switch (type) {
-    case kU8: { uint8_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
-    case kI8: { int8_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
-    case kU16: { uint16_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
-    case kI16: { int16_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
-    case kU32: { uint32_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
-    case kI32: { int32_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
-    case kF32v: { float v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
-    case kBool: {
+    case kU8: {
       uint8_t v;
       SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
-      if (v > 1) return format_error("GGUF '" + r.path() + "': key '" + key + "': bool byte " + std::to_string(v));
       *out = v;
       break;
     }
-    case kU64: { uint64_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = static_cast<double>(v); break; }
-    case kI64: { int64_t v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = static_cast<double>(v); break; }
-    case kF64: { double v; SS_RETURN_IF_ERROR(r.pod(&v, "metadata value")); *out = v; break; }
+    case kI8: {
+      int8_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = v;
+      break;
+    }
+    case kU16: {
+      uint16_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = v;
+      break;
+    }
+    case kI16: {
+      int16_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = v;
+      break;
+    }
+    case kU32: {
+      uint32_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = v;
+      break;
+    }
+    case kI32: {
+      int32_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = v;
+      break;
+    }
+    case kF32v: {
+      float v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = v;
+      break;
+    }
+    case kBool: {
+      uint8_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      if (v > 1)
+        return format_error("GGUF '" + r.path() + "': key '" + key + "': bool byte " +
+                            std::to_string(v));
+      *out = v;
+      break;
+    }
+    case kU64: {
+      uint64_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = static_cast<double>(v);
+      break;
+    }
+    case kI64: {
+      int64_t v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = static_cast<double>(v);
+      break;
+    }
+    case kF64: {
+      double v;
+      SS_RETURN_IF_ERROR(r.pod(&v, "metadata value"));
+      *out = v;
+      break;
+    }
     default:
       return format_error("GGUF '" + r.path() + "': key '" + key + "': unknown value type " +
                           std::to_string(type));
@@ -109,7 +187,8 @@ Status read_value(Reader& r, uint32_t type, GgufValue* v, const std::string& key
     uint64_t n = 0;
     SS_RETURN_IF_ERROR(r.pod(&et, "array element type"));
     SS_RETURN_IF_ERROR(r.pod(&n, "array length"));
-    if (et == kArray) return unsupported("GGUF '" + r.path() + "': key '" + key + "': nested arrays");
+    if (et == kArray)
+      return unsupported("GGUF '" + r.path() + "': key '" + key + "': nested arrays");
     if (n > (1u << 26)) {
       return format_error("GGUF '" + r.path() + "': key '" + key + "': array length " +
                           std::to_string(n) + " is implausible (> 2^26)");
@@ -137,13 +216,20 @@ int64_t GgufTensorInfo::numel() const {
 
 const char* gguf_type_name(uint32_t type) {
   switch (type) {
-    case kF32: return "F32";
-    case kF16: return "F16";
-    case kBF16: return "BF16";
-    case kQ4_0: return "Q4_0";
-    case kQ4_1: return "Q4_1";
-    case kQ8_0: return "Q8_0";
-    default: return "unsupported";
+    case kF32:
+      return "F32";
+    case kF16:
+      return "F16";
+    case kBF16:
+      return "BF16";
+    case kQ4_0:
+      return "Q4_0";
+    case kQ4_1:
+      return "Q4_1";
+    case kQ8_0:
+      return "Q8_0";
+    default:
+      return "unsupported";
   }
 }
 
@@ -200,14 +286,15 @@ Expected<GgufFile> GgufFile::open(const std::string& path) {
     SS_RETURN_IF_ERROR(r.str(&t.name, "tensor name"));
     SS_RETURN_IF_ERROR(r.pod(&nd, "tensor dims"));
     if (nd < 1 || nd > 4) {
-      return format_error("GGUF '" + path + "': tensor '" + t.name + "' has " +
-                          std::to_string(nd) + " dims (expected 1..4)");
+      return format_error("GGUF '" + path + "': tensor '" + t.name + "' has " + std::to_string(nd) +
+                          " dims (expected 1..4)");
     }
     int64_t numel = 1;
     for (uint32_t d = 0; d < nd; ++d) {
       uint64_t ne = 0;
       SS_RETURN_IF_ERROR(r.pod(&ne, "tensor dim"));
-      if (ne < 1 || ne > (uint64_t{1} << 40) || numel > (int64_t{1} << 40) / static_cast<int64_t>(ne)) {
+      if (ne < 1 || ne > (uint64_t{1} << 40) ||
+          numel > (int64_t{1} << 40) / static_cast<int64_t>(ne)) {
         return format_error("GGUF '" + path + "': tensor '" + t.name + "' has a bad dim " +
                             std::to_string(ne));
       }
@@ -220,8 +307,7 @@ Expected<GgufFile> GgufFile::open(const std::string& path) {
     TypeTraits tt{};
     if (!type_traits(t.type, &tt)) {
       return unsupported("GGUF '" + path + "': tensor '" + t.name + "' has ggml type " +
-                         std::to_string(t.type) +
-                         " (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)");
+                         std::to_string(t.type) + " (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)");
     }
     if (t.ne[0] % tt.block != 0) {
       return format_error("GGUF '" + path + "': tensor '" + t.name + "' row length " +
@@ -268,9 +354,13 @@ Status gguf_dequantize(uint32_t type, const uint8_t* src, int64_t count, float* 
     return fp16_to_float(v);
   };
   switch (type) {
-    case kF32: std::memcpy(dst, src, static_cast<size_t>(count) * 4); return Status::Ok();
-    case kF16: return convert_to_f32(DType::kF16, src, dst, count);
-    case kBF16: return convert_to_f32(DType::kBF16, src, dst, count);
+    case kF32:
+      std::memcpy(dst, src, static_cast<size_t>(count) * 4);
+      return Status::Ok();
+    case kF16:
+      return convert_to_f32(DType::kF16, src, dst, count);
+    case kBF16:
+      return convert_to_f32(DType::kBF16, src, dst, count);
     case kQ4_0:  // {f16 d; u8 qs[16]}: x = (q - 8) * d; low nibbles are 0..15, high 16..31
       for (int64_t b = 0; b < count / 32; ++b, src += 18, dst += 32) {
         const float d = h(src);
@@ -292,7 +382,8 @@ Status gguf_dequantize(uint32_t type, const uint8_t* src, int64_t count, float* 
     case kQ8_0:  // {f16 d; i8 qs[32]}: x = q * d
       for (int64_t b = 0; b < count / 32; ++b, src += 34, dst += 32) {
         const float d = h(src);
-        for (int j = 0; j < 32; ++j) dst[j] = static_cast<float>(static_cast<int8_t>(src[2 + j])) * d;
+        for (int j = 0; j < 32; ++j)
+          dst[j] = static_cast<float>(static_cast<int8_t>(src[2 + j])) * d;
       }
       return Status::Ok();
     default:
@@ -356,10 +447,12 @@ Expected<ModelConfig> gguf_model_config(const GgufFile& f) {
   c.head_dim = c.hidden_size / c.num_heads;
   SS_ASSIGN_OR_RETURN(int64_t rope_dim, meta_int(f, "llama.rope.dimension_count", c.head_dim));
   if (rope_dim != c.head_dim) {
-    return unsupported("GGUF '" + f.path() + "': partial rotary (rope.dimension_count != head dim)");
+    return unsupported("GGUF '" + f.path() +
+                       "': partial rotary (rope.dimension_count != head dim)");
   }
   if (const GgufValue* v = f.find("llama.rope.freq_base")) c.rope_theta = v->num;
-  if (const GgufValue* v = f.find("llama.attention.layer_norm_rms_epsilon")) c.rms_norm_eps = v->num;
+  if (const GgufValue* v = f.find("llama.attention.layer_norm_rms_epsilon"))
+    c.rms_norm_eps = v->num;
   const GgufTensorInfo* emb = f.tensor("token_embd.weight");
   if (!emb || emb->ne.size() != 2 || emb->ne[0] != c.hidden_size) {
     return format_error("GGUF '" + f.path() + "': missing or misshaped token_embd.weight");
@@ -367,8 +460,10 @@ Expected<ModelConfig> gguf_model_config(const GgufFile& f) {
   c.vocab_size = emb->ne[1];
   c.tie_word_embeddings = f.tensor("output.weight") == nullptr;
   c.dtype = DType::kF32;
-  if (const GgufValue* v = f.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = static_cast<int64_t>(v->num);
-  if (const GgufValue* v = f.find("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(static_cast<int64_t>(v->num));
+  if (const GgufValue* v = f.find("tokenizer.ggml.bos_token_id"))
+    c.bos_token_id = static_cast<int64_t>(v->num);
+  if (const GgufValue* v = f.find("tokenizer.ggml.eos_token_id"))
+    c.eos_token_ids.push_back(static_cast<int64_t>(v->num));
   return c;
 }
 

@@ -28,7 +28,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
       if (wl > low_wl) {
         x = static_cast<float>(x / r.factor);
       } else if (wl >= high_wl) {
-        const double s = (old_len / wl - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+        const double s =
+            (old_len / wl - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
         x = static_cast<float>((1 - s) * x / r.factor + s * x);
       }
     }
@@ -62,7 +63,8 @@ struct Source {
 Expected<std::unique_ptr<Model>> Model::load(const std::string& path, Backend* be,
                                              const SparsifyOptions& sp) {
   struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return not_found("model '" + path + "': no such file or directory");
+  if (stat(path.c_str(), &st) != 0)
+    return not_found("model '" + path + "': no such file or directory");
   Source src;
   auto m = std::make_unique<Model>();
   std::string origin;
@@ -117,8 +119,8 @@ Expected<std::unique_ptr<Model>> Model::load(const std::string& path, Backend* b
         if (sp.prune == PruneMethod::kWanda) {
           auto it = sp.act_norms.find(ls.name);
           if (it == sp.act_norms.end() || static_cast<int64_t>(it->second.size()) != ls.K) {
-            return invalid_argument("wanda: no activation norms of length " +
-                                    std::to_string(ls.K) + " for '" + ls.name + "'");
+            return invalid_argument("wanda: no activation norms of length " + std::to_string(ls.K) +
+                                    " for '" + ls.name + "'");
           }
           norms = it->second.data();
         }
@@ -153,7 +155,8 @@ void Model::collect(const std::string& name, const float* x, int64_t M, int64_t 
   std::vector<double>& s = sumsq_[name];
   s.resize(static_cast<size_t>(K), 0.0);
   for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) s[static_cast<size_t>(k)] += static_cast<double>(x[i * K + k]) * x[i * K + k];
+    for (int64_t k = 0; k < K; ++k)
+      s[static_cast<size_t>(k)] += static_cast<double>(x[i * K + k]) * x[i * K + k];
 }
 
 std::map<std::string, std::vector<float>> Model::act_norms() const {
@@ -175,8 +178,8 @@ Status Model::forward(const int32_t* tokens, int64_t n, float* logits) {
   }
   for (int64_t i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size) {
-      return invalid_argument("token id " + std::to_string(tokens[i]) + " outside the vocabulary [0, " +
-                              std::to_string(c.vocab_size) + ")");
+      return invalid_argument("token id " + std::to_string(tokens[i]) +
+                              " outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
     }
   }
   const int64_t C = c.hidden_size, H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;

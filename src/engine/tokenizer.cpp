@@ -74,10 +74,12 @@ uint32_t next_cp(const std::string& s, size_t i, size_t* len) {
 
 bool is_space(uint32_t c) {
   return c == ' ' || (c >= 9 && c <= 13) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
-bool is_number(uint32_t c) { return c >= '0' && c <= '9'; }
+bool is_number(uint32_t c) {
+  return c >= '0' && c <= '9';
+}
 bool is_letter(uint32_t c) {
   if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
   if (is_space(c)) return false;
@@ -215,7 +217,8 @@ Status Tokenizer::build(std::vector<std::string> tokens, const std::vector<std::
 Expected<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
   const GgufValue* model = f.find("tokenizer.ggml.model");
   if (!model || model->str != "gpt2") {
-    return unsupported("GGUF '" + f.path() + "': tokenizer.ggml.model must be 'gpt2' (byte-level BPE)");
+    return unsupported("GGUF '" + f.path() +
+                       "': tokenizer.ggml.model must be 'gpt2' (byte-level BPE)");
   }
   const GgufValue* toks = f.find("tokenizer.ggml.tokens");
   const GgufValue* merges = f.find("tokenizer.ggml.merges");
@@ -231,7 +234,8 @@ Expected<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
   Tokenizer t;
   const GgufValue* pre = f.find("tokenizer.ggml.pre");
   // llama.cpp pre-tokenizers that split digits one by one before GPT-2's regex.
-  t.split_digits_ = pre && (pre->str == "smollm" || pre->str == "starcoder" || pre->str == "refact");
+  t.split_digits_ =
+      pre && (pre->str == "smollm" || pre->str == "starcoder" || pre->str == "refact");
   SS_RETURN_IF_ERROR(t.build(toks->strs, merges->strs, special, f.path()));
   return t;
 }
@@ -251,13 +255,15 @@ Expected<Tokenizer> Tokenizer::from_json_file(const std::string& path) {
   std::vector<std::string> tokens;
   std::vector<int32_t> special;
   auto put = [&](const std::string& s, int64_t id) -> Status {
-    if (id < 0 || id > (1 << 24)) return format_error("tokenizer '" + path + "': bad id for '" + s + "'");
+    if (id < 0 || id > (1 << 24))
+      return format_error("tokenizer '" + path + "': bad id for '" + s + "'");
     if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
     tokens[static_cast<size_t>(id)] = s;
     return Status::Ok();
   };
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer()) return format_error("tokenizer '" + path + "': non-integer id");
+    if (!it.value().is_number_integer())
+      return format_error("tokenizer '" + path + "': non-integer id");
     SS_RETURN_IF_ERROR(put(it.key(), it.value().get<int64_t>()));
   }
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
@@ -280,14 +286,16 @@ Expected<Tokenizer> Tokenizer::from_json_file(const std::string& path) {
     }
   }
   Tokenizer t;
-  t.split_digits_ = j.contains("pre_tokenizer") && j["pre_tokenizer"].dump().find("\"Digits\"") != std::string::npos;
+  t.split_digits_ = j.contains("pre_tokenizer") &&
+                    j["pre_tokenizer"].dump().find("\"Digits\"") != std::string::npos;
   SS_RETURN_IF_ERROR(t.build(std::move(tokens), merges, special, path));
   return t;
 }
 
 Expected<Tokenizer> Tokenizer::from_model_path(const std::string& path) {
   struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return not_found("model '" + path + "': no such file or directory");
+  if (stat(path.c_str(), &st) != 0)
+    return not_found("model '" + path + "': no such file or directory");
   if (S_ISDIR(st.st_mode)) return from_json_file(path + "/tokenizer.json");
   SS_ASSIGN_OR_RETURN(GgufFile f, GgufFile::open(path));
   return from_gguf(f);

@@ -1,0 +1,132 @@
+// `eval ppl` / `eval logits` / `generate` through the CLI binary: bad inputs give one error line
+// and a non-zero exit code (malformed GGUF, missing/empty/binary text, context longer than the
+// model's, unsupported architecture), and a tiny synthetic model evaluates end to end.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliRun {
+  int rc = -1;
+  std::string out, err;
+};
+
+std::string dir() {
+  static std::string d = [] {
+    std::string p = std::string(SS_TEST_TMP) + "/cli_eval_" + std::to_string(::getpid());
+    fs::create_directories(p);
+    return p;
+  }();
+  return d;
+}
+
+std::string read_all(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_all(const std::string& p, const std::string& s) {
+  std::ofstream(p, std::ios::binary).write(s.data(), static_cast<std::streamsize>(s.size()));
+}
+
+CliRun cli(const std::string& args) {
+  const std::string o = dir() + "/out.txt", e = dir() + "/err.txt";
+  const std::string cmd = std::string(SS_CLI) + " " + args + " >" + o + " 2>" + e;
+  CliRun r;
+  const int st = std::system(cmd.c_str());
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = read_all(o);
+  r.err = read_all(e);
+  return r;
+}
+
+std::string model() {
+  return std::string(SS_SOURCE_DIR) + "/.deps/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+void expect_one_error_line(const CliRun& r, const std::string& needle) {
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.rc, -1) << "crashed";
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("error:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+TEST(CliEval, MalformedGguf) {
+  write_all(dir() + "/bad.gguf", "GGUF\x03\0\0\0garbage");
+  expect_one_error_line(cli("eval ppl " + dir() + "/bad.gguf"), "bad.gguf");
+  write_all(dir() + "/notgguf.gguf", "hello world, not a model at all");
+  expect_one_error_line(cli("eval ppl " + dir() + "/notgguf.gguf"), "notgguf.gguf");
+  expect_one_error_line(cli("generate " + dir() + "/bad.gguf --prompt hi"), "bad.gguf");
+  expect_one_error_line(cli("eval ppl " + dir() + "/missing.gguf"), "missing.gguf");
+}
+
+TEST(CliEval, BadTextFiles) {
+  if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
+  expect_one_error_line(cli("eval ppl " + model() + " --text " + dir() + "/nope.txt"), "nope.txt");
+  write_all(dir() + "/empty.txt", "");
+  expect_one_error_line(cli("eval ppl " + model() + " --text " + dir() + "/empty.txt"),
+                        "empty.txt");
+  write_all(dir() + "/bin.txt", std::string("abc\0\x01\xff\xfe", 7));
+  expect_one_error_line(cli("eval ppl " + model() + " --text " + dir() + "/bin.txt"), "bin.txt");
+  const std::string before = read_all(dir() + "/bin.txt");
+  EXPECT_EQ(read_all(dir() + "/bin.txt"), before);
+}
+
+TEST(CliEval, ContextLongerThanTheModel) {
+  if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
+  write_all(dir() + "/t.txt",
+            "The quick brown fox jumps over the lazy dog. It was a dark night.\n");
+  expect_one_error_line(cli("eval ppl " + model() + " --text " + dir() + "/t.txt --ctx 9000"),
+                        "8192");
+  expect_one_error_line(cli("eval ppl " + model() + " --ctx 0"), "--ctx");
+}
+
+TEST(CliEval, UnsupportedArchitecture) {
+  const std::string d = dir() + "/gpt2";
+  fs::create_directories(d);
+  write_all(d + "/config.json",
+            R"({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": 64})");
+  write_all(d + "/tokenizer.json", R"({"model": {"type": "BPE", "vocab": {}}})");
+  expect_one_error_line(cli("eval logits " + d + " --tokens 1,2 --out " + dir() + "/l.bin"),
+                        "GPT2LMHeadModel");
+  EXPECT_FALSE(fs::exists(dir() + "/l.bin"));
+}
+
+TEST(CliEval, TinyModelLogitsAndGenerate) {
+  const std::string d = dir() + "/tiny";
+  ASSERT_EQ(cli("synth --arch tiny-llama --out " + d).rc, 0);
+  CliRun r = cli("eval logits " + d + " --tokens 1,2,3,4 --out " + dir() + "/logits.bin");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string bin = read_all(dir() + "/logits.bin");
+  EXPECT_EQ(bin.size() % (4 * sizeof(float)), 0u);
+  EXPECT_GT(bin.size(), 0u);
+  expect_one_error_line(cli("eval logits " + d + " --tokens 1,x --out " + dir() + "/l2.bin"),
+                        "'x'");
+  expect_one_error_line(cli("eval logits " + d + " --tokens 99999999 --out " + dir() + "/l2.bin"),
+                        "vocabulary");
+  EXPECT_FALSE(fs::exists(dir() + "/l2.bin"));
+}
+
+TEST(CliEval, SmolLM2PerplexityJson) {
+  if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
+  CliRun r = cli("eval ppl " + model() + " --max-tokens 64 --ctx 32 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("\"ppl\""), std::string::npos);
+  EXPECT_NE(r.out.find("\"tokens\": 63"), std::string::npos) << r.out;
+  r = cli("generate " + model() + " --prompt 'The capital of France is' --max-new-tokens 3");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("Paris"), std::string::npos) << r.out;
+}
+
+}  // namespace
