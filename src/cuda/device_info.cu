@@ -3,11 +3,10 @@
 
 #include <string>
 
-#include "slidesparse/status.h"
+#include "cuda/cuda_check.h"
 
 namespace slidesparse::cuda {
 
-// Ok when device 0 exists and has compute capability >= 8.0; otherwise kUnsupported naming why.
 Status check_device(int* sm_out) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);

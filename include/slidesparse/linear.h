@@ -1,0 +1,126 @@
+// GPU linear layers: y = x * W^T (+ bias) with W8A8 (int8 / fp8 e4m3) or W16A16 (bf16 / fp16)
+// weights, dense (cuBLASLt) or slided n:m on 2:4 sparse tensor cores (cuSPARSELt), and an `auto`
+// layer that picks one of the two per M bucket from tuning data. No CUDA types here: device
+// pointers are void*, streams are void* (a cudaStream_t; nullptr = the default stream).
+// x: device [M, K] in the activation dtype; y: device [M, N] in the activation dtype.
+// Implemented in src/cuda: link against slidesparse_cuda (builds with SLIDESPARSE_WITH_CUDA).
+// Without a usable GPU (none, pre-sm80) or cuSPARSELt the factories return kUnsupported.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "slidesparse/dtype.h"
+#include "slidesparse/nm_tensor.h"
+#include "slidesparse/pattern.h"
+#include "slidesparse/quant.h"
+#include "slidesparse/status.h"
+
+namespace slidesparse {
+
+enum class LinearMode { kDense, kSparse, kAuto };
+Expected<LinearMode> linear_mode_parse(std::string_view s);  // "dense" | "sparse" | "auto"
+const char* linear_mode_name(LinearMode m);
+
+// "bf16", "fp16", "int8", "fp8": the GEMM precision of a layer.
+std::string precision_name(DType act, QuantMode q);
+
+// Offline tuning results (`slidesparse tune`), keyed by backend, precision, pattern ("dense" for
+// cuBLASLt), N, K and M bucket (the next power of two >= M, at most 65536).
+struct TuneEntry {
+  std::string backend;  // "cusparselt" | "cublaslt"
+  std::string precision;
+  std::string pattern;  // "dense", "2:4", "6:8", ...
+  int64_t N = 0, K = 0, M_bucket = 0;
+  int alg_id = -1, split_k = 1, split_k_mode = 0, split_k_buffers = 0;  // cuSPARSELt
+  int algo_index = -1;                                                  // cuBLASLt candidate
+  double us = 0;        // measured GEMM time at M = M_bucket
+  double layer_us = 0;  // prologue + this GEMM + epilogue at M = M_bucket (0: not measured)
+};
+
+class TuningTable {
+ public:
+  static Expected<TuningTable> load(const std::string& path);
+  Status save(const std::string& path) const;
+  void put(const TuneEntry& e);  // replaces an entry with the same key
+  const TuneEntry* find(const std::string& backend, const std::string& precision,
+                        const std::string& pattern, int64_t N, int64_t K, int64_t M) const;
+  // Same key, the tuned bucket nearest to bucket(M) in log scale (ties: the larger); null if the
+  // shape was never tuned. Used to pick GEMM algorithms for untuned buckets.
+  const TuneEntry* find_nearest(const std::string& backend, const std::string& precision,
+                                const std::string& pattern, int64_t N, int64_t K, int64_t M) const;
+  static int64_t bucket(int64_t M);
+  // The `auto` rule: true iff both layers have a tuned bucket within a factor of 2 of bucket(M)
+  // (the nearest one is used) and the sparse layer (full layer time when measured, else GEMM
+  // time) beats 0.98x the dense one. Otherwise dense.
+  bool prefer_sparse(const std::string& precision, const std::string& pattern, int64_t N, int64_t K,
+                     int64_t M) const;
+  std::string gpu;
+  std::vector<TuneEntry> entries;
+};
+
+struct LinearConfig {
+  DType act_dtype = DType::kBF16;       // BF16 or F16: the model's dtype (x and y)
+  const TuningTable* tuning = nullptr;  // optional; must outlive the layer
+  void* stream = nullptr;               // used by prepare (uploads, slide build, compression)
+};
+
+class GpuLinear {
+ public:
+  virtual ~GpuLinear() = default;
+  int64_t N() const { return N_; }
+  int64_t K() const { return K_; }
+  QuantMode quant() const { return q_; }
+  virtual std::string describe() const = 0;
+  // Grows the activation/accumulator buffers to hold M tokens (forward does it on demand).
+  virtual Status reserve(int64_t max_M) = 0;
+  // y = x * W^T (+ bias). Asynchronous on `stream`; x and y must not overlap.
+  virtual Status forward(const void* x, void* y, int64_t M, void* stream) = 0;
+
+  // The three stages of forward, for profiling: prologue (quantize / lift of x), GEMM into the
+  // internal accumulator buffer, epilogue (dequant + bias into y).
+  virtual Status run_prologue(const void* x, int64_t M, void* stream) = 0;
+  virtual Status run_gemm(int64_t M, void* stream) = 0;
+  virtual Status run_epilogue(void* y, int64_t M, void* stream) = 0;
+  // After run_gemm (or forward with a bias or padding): host copy of the accumulators [M, N]
+  // (I32 for int8, F32 for fp8, the activation dtype for bf16/fp16). Synchronizes the stream.
+  virtual Status copy_accumulators(int64_t M, void* host, void* stream) = 0;
+
+  // Tuning hooks (`slidesparse tune`, `bench kernel`). gemm_configs: how many explicit GEMM
+  // configurations exist for this M (cuSPARSELt: ALG_CONFIG_MAX_ID + 1; cuBLASLt: heuristic
+  // candidates, at most 16). config(i, split_k) describes configuration i as a TuneEntry (key
+  // fields filled). run_gemm_config runs the GEMM with `e`'s algorithm (null: library heuristic).
+  // search_gemm runs cusparseLtMatmulSearch (sparse only) and returns what it chose.
+  virtual Expected<int> gemm_configs(int64_t M) = 0;
+  virtual TuneEntry config(int64_t M, int index, int split_k) const = 0;
+  virtual Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) = 0;
+  virtual Expected<TuneEntry> search_gemm(int64_t M, void* stream) = 0;
+
+ protected:
+  int64_t N_ = 0, K_ = 0;
+  QuantMode q_ = QuantMode::kNone;
+};
+
+// Dense cuBLASLt layer. w: host fp32 [N, K]; quantized per output channel when q != none
+// (DESIGN.md rule), else converted to the activation dtype. bias: host fp32 [N] or null.
+Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N, int64_t K,
+                                                       QuantMode q, const float* bias,
+                                                       const LinearConfig& cfg);
+// Dense layer holding exactly the weights of an NmTensor (codes + scales, zeros in place).
+Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const NmTensor& w, const float* bias,
+                                                       const LinearConfig& cfg);
+// Slided n:m layer on cuSPARSELt: the slided operand is built on the GPU from the compact tensor
+// and compressed once. value dtype BF16/F16 must equal cfg.act_dtype.
+Expected<std::unique_ptr<GpuLinear>> make_sparse_linear(const NmTensor& w, const float* bias,
+                                                        const LinearConfig& cfg);
+// Both layers; forward uses the sparse one for an M bucket only when the tuning table (nearest
+// tuned bucket of the shape) says its GEMM is faster than the dense one there (no data: dense).
+Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const float* bias,
+                                                      const LinearConfig& cfg);
+Expected<std::unique_ptr<GpuLinear>> make_linear(LinearMode mode, const NmTensor& w,
+                                                 const float* bias, const LinearConfig& cfg);
+
+}  // namespace slidesparse

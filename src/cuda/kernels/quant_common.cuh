@@ -1,0 +1,212 @@
+// Device helpers shared by the quantize-only and the fused quantize+lift kernels: per-row absmax,
+// the scale rule of DESIGN.md (absmax/qmax, 1.0 for an all-zero row) and the element rounding
+// (int8: rint half-even + clamp; fp8 e4m3: RNE, saturating), all IEEE fp32 without fast-math.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "slidesparse/dtype.h"
+#include "slidesparse/pattern.h"
+#include "slidesparse/quant.h"
+
+namespace slidesparse::cuda::kernels {
+
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float to_f32(__half v) {
+  return __half2float(v);
+}
+
+__device__ __forceinline__ uint8_t quant_i8(float v, float scale) {
+  float q = rintf(__fdiv_rn(v, scale));
+  if (q != q) return 0;  // NaN -> 0, as the CPU reference
+  q = fminf(fmaxf(q, -127.0f), 127.0f);
+  return static_cast<uint8_t>(static_cast<int8_t>(q));
+}
+__device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
+  return static_cast<uint8_t>(
+      __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3));
+}
+
+// Block-wide max of non-negative floats (blockDim.x a multiple of 32, <= 1024).
+__device__ __forceinline__ float block_max(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  int nw = blockDim.x >> 5;
+  v = lane < nw ? red[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// One CTA per row of out [M_pad, K_out] (codes: int8 or e4m3). Rows >= M are written as zero.
+// The row of x [M, K] is read once into shared memory with 16-byte loads (when K % 8 == 0), the
+// absmax reduced, then out is written 16 bytes per thread-iteration, gathering through the lift
+// (LIFT) or the identity (quantize only). scales[M] receives the per-token scales.
+template <class TIn, bool FP8, bool LIFT>
+__global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t K, int m, int L,
+                                  int64_t blocks, uint8_t* __restrict__ out, int K_out,
+                                  float* __restrict__ scales, float qmax) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float red[32];
+  TIn* row = reinterpret_cast<TIn*>(smem_raw);
+  const int64_t r = blockIdx.x;
+  uint8_t* o = out + r * K_out;
+  if (r >= M) {
+    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16)
+      *reinterpret_cast<uint4*>(o + c) = make_uint4(0, 0, 0, 0);
+    return;
+  }
+  const TIn* xr = x + r * K;
+  float amax = 0.0f;
+  if ((K & 7) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0) {
+    for (int64_t c = threadIdx.x * 8; c < K; c += blockDim.x * 8) {
+      uint4 v = __ldg(reinterpret_cast<const uint4*>(xr + c));
+      *reinterpret_cast<uint4*>(row + c) = v;
+      const TIn* e = reinterpret_cast<const TIn*>(&v);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(to_f32(e[i])));
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < K; c += blockDim.x) {
+      TIn v = xr[c];
+      row[c] = v;
+      amax = fmaxf(amax, fabsf(to_f32(v)));
+    }
+  }
+  amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
+  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
+  if (threadIdx.x == 0) scales[r] = scale;
+  if (!LIFT) {
+    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+      alignas(16) uint8_t q[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        float v = c + i < K ? to_f32(row[c + i]) : 0.0f;
+        q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+      }
+      *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
+    }
+    return;
+  }
+  // LIFT: quantize each source element once into shared memory (lifting duplicates elements, so
+  // quantizing after the gather would cost gamma times the divisions), zero codes up to K_pad,
+  // then gather whole 2:4 windows: 4 consecutive codes from an even source offset = two 16-bit
+  // shared-memory loads per window.
+  const int Ki = static_cast<int>(K), nblk = static_cast<int>(blocks);
+  const int Kp = nblk * m;
+  uint8_t* codes = smem_raw + ((static_cast<size_t>(K) * sizeof(TIn) + 15) & ~size_t{15});
+  for (int c = threadIdx.x * 4; c < Kp; c += blockDim.x * 4) {
+    alignas(4) uint8_t q[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float v = c + i < Ki ? to_f32(row[c + i]) : 0.0f;
+      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+    }
+    *reinterpret_cast<uint32_t*>(codes + c) = *reinterpret_cast<const uint32_t*>(q);
+  }
+  __syncthreads();
+  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
+  const int W = L / 4;  // windows per block
+  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+    uint32_t w4[4];
+    int w = c / 4, b = w / W, j = w - b * W;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
+      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
+                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
+                       : 0u;
+      if (++j == W) {
+        j = 0;
+        ++b;
+      }
+    }
+    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+  }
+}
+
+constexpr int kQuantThreads = 256;
+constexpr size_t kQuantMaxSmem = 200 * 1024;
+
+// Dynamic shared memory of one CTA: the bf16/fp16 row (+ its codes when lifting).
+inline size_t quant_rows_smem(int64_t K, size_t in_size, bool lift) {
+  size_t row = (static_cast<size_t>(K) * in_size + 15) & ~size_t{15};
+  // codes: K padded to the block size m <= 16 and to 4-byte chunks, with margin.
+  return lift ? row + ((static_cast<size_t>(K) + 47) & ~size_t{15}) : row;
+}
+template <class TIn, bool FP8, bool LIFT>
+Status launch_quant_rows_t(const void* x, int64_t M, int64_t K, Pattern p, void* out, int64_t M_pad,
+                           int64_t K_out, float* scales, cudaStream_t stream) {
+  auto kernel = quant_rows_kernel<TIn, FP8, LIFT>;
+  size_t smem = quant_rows_smem(K, sizeof(TIn), LIFT);
+  static int configured = 0;  // opt-in limit set for this instantiation (bytes)
+  if (configured == 0) {
+    int dev = 0, optin = 0;
+    SS_CUDA_TRY(cudaGetDevice(&dev));
+    SS_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    optin = std::min(optin, static_cast<int>(kQuantMaxSmem));
+    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+    configured = optin;
+  }
+  if (smem > static_cast<size_t>(configured))
+    return unsupported("quantize: K=" + std::to_string(K) + " needs " + std::to_string(smem) +
+                       " bytes of shared memory per row, the GPU allows " +
+                       std::to_string(configured));
+  kernel<<<static_cast<unsigned>(M_pad), kQuantThreads, smem, stream>>>(
+      static_cast<const TIn*>(x), M, K, p.m, p.lifted_block(), p.blocks(K),
+      static_cast<uint8_t*>(out), static_cast<int>(K_out), scales, FP8 ? 448.0f : 127.0f);
+  SS_CUDA_TRY(cudaGetLastError());
+  return Status::Ok();
+}
+
+// Validation + dispatch over (activation dtype, int8/fp8) for one LIFT value.
+template <bool LIFT>
+Status launch_quant_rows(const char* op, DType in, QuantMode q, Pattern p, const void* x, int64_t M,
+                         int64_t K, void* out, int64_t M_pad, int64_t K_out, float* scales,
+                         cudaStream_t stream) {
+  if (in != DType::kBF16 && in != DType::kF16)
+    return unsupported(std::string(op) + ": activation dtype " + dtype_name(in) +
+                       " not supported (expected BF16 or F16)");
+  if (q == QuantMode::kNone)
+    return invalid_argument(std::string(op) + ": quant mode none has no codes");
+  if (M < 0 || K <= 0 || M_pad < M || M_pad > 0x7fffffff)
+    return invalid_argument(std::string(op) + ": bad sizes M=" + std::to_string(M) +
+                            " K=" + std::to_string(K) + " M_pad=" + std::to_string(M_pad));
+  int64_t need = LIFT ? p.k_lifted(K) : K;
+  if (K_out < need || K_out % 16 != 0)
+    return invalid_argument(std::string(op) + ": K_out=" + std::to_string(K_out) +
+                            " must be a multiple of 16 and >= " + std::to_string(need));
+  if (K_out > 0x7fffffff)
+    return unsupported(std::string(op) + ": K_out=" + std::to_string(K_out) + " too large");
+  if (quant_rows_smem(K, 2, LIFT) > kQuantMaxSmem)
+    return unsupported(std::string(op) + ": K=" + std::to_string(K) +
+                       " exceeds the shared-memory row (" + std::to_string(kQuantMaxSmem) +
+                       " bytes)");
+  if (reinterpret_cast<uintptr_t>(out) % 16 != 0)
+    return invalid_argument(std::string(op) + ": output pointer must be 16-byte aligned");
+  if (M_pad == 0) return Status::Ok();
+  const bool fp8 = q == QuantMode::kFp8;
+  if (in == DType::kBF16) {
+    return fp8 ? launch_quant_rows_t<__nv_bfloat16, true, LIFT>(x, M, K, p, out, M_pad, K_out,
+                                                                scales, stream)
+               : launch_quant_rows_t<__nv_bfloat16, false, LIFT>(x, M, K, p, out, M_pad, K_out,
+                                                                 scales, stream);
+  }
+  return fp8 ? launch_quant_rows_t<__half, true, LIFT>(x, M, K, p, out, M_pad, K_out, scales,
+                                                       stream)
+             : launch_quant_rows_t<__half, false, LIFT>(x, M, K, p, out, M_pad, K_out, scales,
+                                                        stream);
+}
+
+}  // namespace slidesparse::cuda::kernels

@@ -1,0 +1,292 @@
+// The GPU linear layers against the CPU reference: int8 sparse (cuSPARSELt over the slided
+// weight) and dense (cuBLASLt) accumulators bit-exact, full layer within 1 bf16/fp16 ulp; fp8 and
+// bf16/fp16 within stated tolerances. Odd shapes (M = 1, 7, 19, 65536; K not a multiple of m;
+// N = 111), bias, -0.0, poisoned outputs, auto mode, and bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <tuple>
+#include <string>
+#include <vector>
+
+#include "backend_ops/gpu_test_util.h"
+#include "slidesparse/linear.h"
+#include "slidesparse/nm_tensor.h"
+#include "slidesparse/reference.h"
+
+namespace slidesparse {
+namespace {
+
+using namespace test;
+
+struct Case {
+  int64_t M, N, K;
+};
+// K not a multiple of m (19, 100, 1001), N = 111, M = 1, 7, 19.
+const Case kCases[] = {{1, 111, 100}, {7, 64, 19}, {19, 111, 1001}, {33, 256, 512}};
+
+float out_to_f32(DType t, uint16_t v) {
+  return t == DType::kF16 ? fp16_to_float(v) : bf16_to_float(v);
+}
+uint16_t f32_to_out(DType t, float v) {
+  return t == DType::kF16 ? float_to_fp16(v) : float_to_bf16(v);
+}
+
+struct LayerRun {
+  std::vector<uint16_t> y;   // [M, N] from forward
+  std::vector<uint8_t> acc;  // [M, N] raw accumulators after run_gemm
+};
+
+// forward into a poisoned y, then the three stages again to read the accumulators.
+LayerRun run_layer(GpuLinear& l, const Acts& a, DType act, int64_t M, int64_t N, size_t acc_es) {
+  LayerRun r;
+  auto dx = to_device(a.raw);
+  auto dy = poisoned(M * N * 2, 0xFF);  // NaN pattern in bf16 and fp16
+  Status s = l.forward(dx.get(), dy.get(), M, nullptr);
+  EXPECT_TRUE(s.ok()) << l.describe() << ": " << s.to_string();
+  r.y = to_host<uint16_t>(dy, M * N);
+  s = l.run_prologue(dx.get(), M, nullptr);
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  s = l.run_gemm(M, nullptr);
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  r.acc.resize(M * N * acc_es);
+  s = l.copy_accumulators(M, r.acc.data(), nullptr);
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  return r;
+}
+
+// y within `ulps` of the rounded reference, never NaN (the output was poisoned).
+void expect_close_ulps(DType act, const std::vector<uint16_t>& y, const std::vector<float>& ref,
+                       int ulps) {
+  for (size_t i = 0; i < ref.size(); ++i) {
+    float g = out_to_f32(act, y[i]);
+    ASSERT_FALSE(std::isnan(g)) << "output " << i << " left poisoned";
+    int32_t d = ordered16(y[i]) - ordered16(f32_to_out(act, ref[i]));
+    ASSERT_LE(std::abs(d), ulps) << "output " << i << ": " << g << " vs reference " << ref[i];
+  }
+}
+
+// |y - ref| <= rel * (|ref| + |ref - bias[n]|) + abs_frac * max|ref|, never NaN. The |ref - bias|
+// term covers W16A16 with bias, where the bias is added to the GEMM's rounded bf16/fp16 output
+// (two roundings; the second is relative to the pre-bias value). bias may be null.
+void expect_close_tol(DType act, const std::vector<uint16_t>& y, const std::vector<float>& ref,
+                      double rel, double abs_frac, const float* bias = nullptr, int64_t N = 1) {
+  double mx = 0;
+  for (float v : ref) mx = std::max(mx, static_cast<double>(std::fabs(v)));
+  for (size_t i = 0; i < ref.size(); ++i) {
+    float g = out_to_f32(act, y[i]);
+    ASSERT_FALSE(std::isnan(g)) << "output " << i << " left poisoned";
+    double pre = bias ? std::fabs(ref[i] - bias[i % N]) : 0.0;
+    ASSERT_LE(std::fabs(g - ref[i]), rel * (std::fabs(ref[i]) + pre) + abs_frac * mx)
+        << "output " << i << ": " << g << " vs reference " << ref[i];
+  }
+}
+
+void check_int8(const NmTensor& w, const Acts& a, int64_t M, const std::vector<float>& bias,
+                DType act) {
+  std::vector<float> yref(M * w.N);
+  std::vector<int32_t> accref(M * w.N);
+  SS_ASSERT_OK(
+      reference_sparse_linear(a.f32.data(), M, w, bias.data(), yref.data(), accref.data()));
+  LinearConfig cfg;
+  cfg.act_dtype = act;
+  for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
+    SCOPED_TRACE(linear_mode_name(mode));
+    auto l = make_linear(mode, w, bias.data(), cfg);
+    SS_ASSERT_OK(l.status());
+    LayerRun r = run_layer(**l, a, act, M, w.N, 4);
+    std::vector<int32_t> acc(M * w.N);
+    std::memcpy(acc.data(), r.acc.data(), r.acc.size());
+    for (size_t i = 0; i < acc.size(); ++i)
+      ASSERT_EQ(acc[i], accref[i])
+          << "int32 accumulator " << i << " (m=" << i / w.N << ", n=" << i % w.N << ")";
+    expect_close_ulps(act, r.y, yref, 1);
+  }
+}
+
+TEST(Sm80_SparseLinear_int8_TN, BitExactAccumulatorsAllPatterns) {
+  SS_SKIP_WITHOUT_GPU();
+  uint64_t seed = 1;
+  for (const char* ps : {"2:4", "4:6", "6:8", "8:10", "5:8"})
+    for (const Case& c : kCases) {
+      SCOPED_TRACE(std::string(ps) + " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
+                   " K=" + std::to_string(c.K));
+      Pattern p = *Pattern::parse(ps);
+      auto wf = random_f32(c.N * c.K, ++seed);
+      auto w = nm_compress(wf.data(), c.N, c.K, p, PruneMethod::kMagnitude, nullptr,
+                           QuantMode::kInt8, DType::kBF16);
+      SS_ASSERT_OK(w.status());
+      Acts a = random_acts(DType::kBF16, c.M, c.K, ++seed);
+      auto bias = random_f32(c.N, ++seed, 0.5f);
+      check_int8(*w, a, c.M, bias, DType::kBF16);
+    }
+}
+
+TEST(Sm80_SparseLinear_int8_TN, Fp16ActivationsAndLargeM) {
+  SS_SKIP_WITHOUT_GPU();
+  // M = 65536 only for a small N, K.
+  for (auto [M, N, K, act] :
+       {std::tuple<int64_t, int64_t, int64_t, DType>{65536, 32, 64, DType::kBF16},
+        {19, 111, 100, DType::kF16}}) {
+    SCOPED_TRACE("M=" + std::to_string(M) + " " + dtype_name(act));
+    auto wf = random_f32(N * K, 77);
+    auto w = nm_compress(wf.data(), N, K, Pattern{6, 8}, PruneMethod::kMagnitude, nullptr,
+                         QuantMode::kInt8, act);
+    SS_ASSERT_OK(w.status());
+    Acts a = random_acts(act, M, K, 78);
+    auto bias = random_f32(N, 79, 0.5f);
+    check_int8(*w, a, M, bias, act);
+  }
+}
+
+TEST(Sm89_SparseLinear_fp8_TN, WithinTolerance) {
+  SS_SKIP_WITHOUT_GPU();
+  // fp8 e4m3 products are exact in fp32; only the summation order differs from the reference:
+  // tolerance |y - ref| <= 2^-7 |ref| (output rounding) + 1e-3 max|ref| (accumulation order).
+  uint64_t seed = 300;
+  for (const char* ps : {"2:4", "6:8", "8:10"})
+    for (const Case& c : kCases) {
+      SCOPED_TRACE(std::string(ps) + " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
+                   " K=" + std::to_string(c.K));
+      Pattern p = *Pattern::parse(ps);
+      auto wf = random_f32(c.N * c.K, ++seed);
+      auto w = nm_compress(wf.data(), c.N, c.K, p, PruneMethod::kMagnitude, nullptr,
+                           QuantMode::kFp8, DType::kBF16);
+      SS_ASSERT_OK(w.status());
+      Acts a = random_acts(DType::kBF16, c.M, c.K, ++seed);
+      auto bias = random_f32(c.N, ++seed, 0.5f);
+      std::vector<float> yref(c.M * c.N);
+      SS_ASSERT_OK(reference_sparse_linear(a.f32.data(), c.M, *w, bias.data(), yref.data()));
+      for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
+        SCOPED_TRACE(linear_mode_name(mode));
+        auto l = make_linear(mode, *w, bias.data(), LinearConfig{});
+        SS_ASSERT_OK(l.status());
+        LayerRun r = run_layer(**l, a, DType::kBF16, c.M, c.N, 4);
+        expect_close_tol(DType::kBF16, r.y, yref, 1.0 / 128, 1e-3);
+      }
+    }
+}
+
+TEST(Sm80_SparseLinear_16bit_TN, WithinTolerance) {
+  SS_SKIP_WITHOUT_GPU();
+  // bf16/fp16 inputs, fp32 accumulation, rounding to the output type (and, with a bias, a second
+  // rounding after the bias add): |y - ref| <= 2^-7 (|ref| + |ref - bias|) (bf16) or 2^-10 (...)
+  // (fp16), + 1e-4 max|ref| for the summation order.
+  uint64_t seed = 600;
+  for (DType act : {DType::kBF16, DType::kF16})
+    for (const char* ps : {"2:4", "4:6", "6:8", "8:10"})
+      for (const Case& c : kCases) {
+        SCOPED_TRACE(std::string(dtype_name(act)) + " " + ps + " M=" + std::to_string(c.M) +
+                     " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K));
+        Pattern p = *Pattern::parse(ps);
+        auto wf = random_f32(c.N * c.K, ++seed);
+        auto w = nm_compress(wf.data(), c.N, c.K, p, PruneMethod::kMagnitude, nullptr,
+                             QuantMode::kNone, act);
+        SS_ASSERT_OK(w.status());
+        Acts a = random_acts(act, c.M, c.K, ++seed, 2.0f);
+        for (bool with_bias : {false, true}) {
+          auto bias = random_f32(c.N, ++seed, 0.5f);
+          const float* b = with_bias ? bias.data() : nullptr;
+          std::vector<float> yref(c.M * c.N);
+          SS_ASSERT_OK(reference_sparse_linear(a.f32.data(), c.M, *w, b, yref.data()));
+          LinearConfig cfg;
+          cfg.act_dtype = act;
+          for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
+            SCOPED_TRACE(std::string(linear_mode_name(mode)) + (with_bias ? " bias" : ""));
+            auto l = make_linear(mode, *w, b, cfg);
+            SS_ASSERT_OK(l.status());
+            LayerRun r = run_layer(**l, a, act, c.M, c.N, 2);
+            expect_close_tol(act, r.y, yref, act == DType::kF16 ? 1.0 / 1024 : 1.0 / 128, 1e-4, b,
+                             c.N);
+          }
+        }
+      }
+}
+
+TEST(Sm80_AutoLinear_int8, PicksPerBucketAndMatches) {
+  SS_SKIP_WITHOUT_GPU();
+  const int64_t N = 64, K = 96;
+  auto wf = random_f32(N * K, 5);
+  auto w = nm_compress(wf.data(), N, K, Pattern{6, 8}, PruneMethod::kMagnitude, nullptr,
+                       QuantMode::kInt8, DType::kBF16);
+  SS_ASSERT_OK(w.status());
+  // Sparse declared faster at bucket 32, dense at bucket 1.
+  TuningTable t;
+  t.put({"cusparselt", "int8", "6:8", N, K, 32, -1, 1, 0, 0, -1, 10.0});
+  t.put({"cublaslt", "int8", "dense", N, K, 32, -1, 1, 0, 0, -1, 20.0});
+  t.put({"cusparselt", "int8", "6:8", N, K, 1, -1, 1, 0, 0, -1, 30.0});
+  t.put({"cublaslt", "int8", "dense", N, K, 1, -1, 1, 0, 0, -1, 20.0});
+  LinearConfig cfg;
+  cfg.tuning = &t;
+  auto l = make_auto_linear(*w, nullptr, cfg);
+  SS_ASSERT_OK(l.status());
+  EXPECT_NE((*l)->describe().find("auto("), std::string::npos);
+  for (int64_t M : {int64_t{1}, int64_t{19}}) {
+    Acts a = random_acts(DType::kBF16, M, K, 6 + M);
+    std::vector<float> yref(M * N);
+    std::vector<int32_t> accref(M * N);
+    SS_ASSERT_OK(reference_sparse_linear(a.f32.data(), M, *w, nullptr, yref.data(), accref.data()));
+    LayerRun r = run_layer(**l, a, DType::kBF16, M, N, 4);
+    std::vector<int32_t> acc(M * N);
+    std::memcpy(acc.data(), r.acc.data(), r.acc.size());
+    EXPECT_EQ(acc, accref) << "M=" << M;
+    expect_close_ulps(DType::kBF16, r.y, yref, 1);
+  }
+  // Round trip of the table through JSON.
+  std::string path = std::string(SS_TEST_TMP) + "/tuning_roundtrip.json";
+  std::filesystem::create_directories(SS_TEST_TMP);
+  SS_ASSERT_OK(t.save(path));
+  auto back = TuningTable::load(path);
+  SS_ASSERT_OK(back.status());
+  ASSERT_EQ(back->entries.size(), t.entries.size());
+  ASSERT_NE(back->find("cusparselt", "int8", "6:8", N, K, 17), nullptr);
+  EXPECT_EQ(back->find("cusparselt", "int8", "6:8", N, K, 17)->us, 10.0);
+}
+
+TEST(Sm80_SparseLinear, BadInputIsOneClearError) {
+  SS_SKIP_WITHOUT_GPU();
+  auto wf = random_f32(32 * 64, 9);
+  auto w = nm_compress(wf.data(), 32, 64, Pattern{6, 8}, PruneMethod::kMagnitude, nullptr,
+                       QuantMode::kInt8, DType::kBF16);
+  SS_ASSERT_OK(w.status());
+  const NmTensor before = *w;
+  // Activation dtype that does not match bf16 values of a W16 tensor.
+  auto w16 = nm_compress(wf.data(), 32, 64, Pattern{6, 8}, PruneMethod::kMagnitude, nullptr,
+                         QuantMode::kNone, DType::kBF16);
+  LinearConfig f16;
+  f16.act_dtype = DType::kF16;
+  auto l = make_sparse_linear(*w16, nullptr, f16);
+  EXPECT_EQ(l.status().code(), StatusCode::kInvalidArgument) << l.status().to_string();
+  EXPECT_EQ(l.status().message().find('\n'), std::string::npos);
+  // Broken mask (popcount != n).
+  NmTensor bad = *w;
+  bad.masks[3] = 0xff;
+  l = make_sparse_linear(bad, nullptr, LinearConfig{});
+  EXPECT_FALSE(l.ok());
+  // Missing scales.
+  bad = *w;
+  bad.scales.clear();
+  l = make_sparse_linear(bad, nullptr, LinearConfig{});
+  EXPECT_FALSE(l.ok());
+  EXPECT_EQ(l.status().message().find('\n'), std::string::npos);
+  // Unsupported activation dtype.
+  LinearConfig f32;
+  f32.act_dtype = DType::kF32;
+  l = make_sparse_linear(*w, nullptr, f32);
+  EXPECT_EQ(l.status().code(), StatusCode::kUnsupported) << l.status().to_string();
+  // M = 0 on a good layer.
+  l = make_sparse_linear(*w, nullptr, LinearConfig{});
+  SS_ASSERT_OK(l.status());
+  auto buf = poisoned(4096);
+  Status s = (*l)->forward(buf.get(), buf.get(), 0, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  // The input tensor is never modified.
+  EXPECT_EQ(w->values, before.values);
+  EXPECT_EQ(w->masks, before.masks);
+  EXPECT_EQ(w->scales, before.scales);
+}
+
+}  // namespace
+}  // namespace slidesparse
