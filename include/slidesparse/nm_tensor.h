@@ -44,9 +44,11 @@ Status nm_verify(const NmTensor& t);
 
 // The whole conversion of one linear weight: fp32 w [N, K] -> prune -> (quantize per output
 // channel) -> pack. value dtype for kNone is `float_dtype` (BF16 or F16, the model's dtype).
-// Row chunks run on up to 16 threads; the result does not depend on the thread count.
+// Row chunks run on `threads` threads (0: hardware concurrency, at most 16; 1 when the caller
+// already parallelizes); the result does not depend on the thread count.
 Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, PruneMethod method,
-                               const float* act_norms, QuantMode q, DType float_dtype);
+                               const float* act_norms, QuantMode q, DType float_dtype,
+                               int threads = 0);
 
 // Dequantized fp32 dense [N, K] of a compact tensor (value * scale in fp32, zeros elsewhere).
 // Same precondition as nm_unpack.

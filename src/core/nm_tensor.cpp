@@ -225,7 +225,8 @@ Status nm_verify(const NmTensor& t) {
 }
 
 Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, PruneMethod method,
-                               const float* act_norms, QuantMode q, DType float_dtype) {
+                               const float* act_norms, QuantMode q, DType float_dtype,
+                               int threads) {
   if (q == QuantMode::kNone && float_dtype != DType::kBF16 && float_dtype != DType::kF16) {
     return unsupported(std::string("n:m compress: value dtype ") + dtype_name(float_dtype) +
                        " not supported for quant none (expected BF16 or F16)");
@@ -281,8 +282,11 @@ Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, 
       if (!st.ok()) failed = true;
     }
   };
-  const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  const int64_t nthreads = std::min<int64_t>({hw, int64_t{16}, nchunks});
+  const int64_t hw =
+      threads > 0
+          ? threads
+          : std::min<int64_t>(16, std::max<int64_t>(1, std::thread::hardware_concurrency()));
+  const int64_t nthreads = std::min<int64_t>(hw, nchunks);
   std::vector<std::thread> pool;
   for (int64_t i = 1; i < nthreads; ++i) pool.emplace_back(work);
   work();

@@ -218,6 +218,13 @@ TEST(NmTensor, CompressInChunksEqualsSerialSteps) {
   EXPECT_EQ(got->masks, want->masks);
   EXPECT_EQ(got->values, want->values);
   EXPECT_EQ(got->scales, scales);
+  for (int threads : {1, 3}) {
+    auto again = nm_compress(w.data(), N, K, p, PruneMethod::kMagnitude, nullptr, QuantMode::kInt8,
+                             DType::kBF16, threads);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->values, want->values) << threads << " threads";
+    EXPECT_EQ(again->scales, scales);
+  }
   w[(N - 2) * K + 4000] = NAN;
   auto bad = nm_compress(w.data(), N, K, p, PruneMethod::kMagnitude, nullptr, QuantMode::kInt8,
                          DType::kBF16);
