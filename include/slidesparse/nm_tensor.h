@@ -29,20 +29,29 @@ struct NmTensor {
 };
 
 // Dense [N, K] elements of dtype t (already pruned and, if quantized, quantized) + masks ->
-// compact. Positions >= K (padding) that are selected store 0.
+// compact. Positions >= K (padding) that are selected store 0. Errors: t not BF16/F16/I8/F8_E4M3,
+// a mask whose popcount != n or with bits >= m, a nonzero the mask does not select (row, column).
+// scales are left empty: the caller sets them for I8/F8_E4M3.
 Expected<NmTensor> nm_pack(DType t, const void* dense, int64_t N, int64_t K, Pattern p,
                            const uint16_t* masks);
 // Compact -> dense [N, K] elements of value_dtype, zeros where not selected.
+// Precondition (unchecked): nm_verify(t) is ok — call it on anything read from a file.
 void nm_unpack(const NmTensor& t, void* dense);
-// Checks popcount == n for every mask and that no bit is out of range; names row/block on failure.
+// Checks sizes of values/masks/scales, value dtype, scales finite and > 0 (quantized only),
+// popcount == n for every mask, no bit >= m, and zeros in selected padding positions (>= K);
+// names row/block on failure (kFormatError).
 Status nm_verify(const NmTensor& t);
 
 // The whole conversion of one linear weight: fp32 w [N, K] -> prune -> (quantize per output
 // channel) -> pack. value dtype for kNone is `float_dtype` (BF16 or F16, the model's dtype).
+// Row chunks run on `threads` threads (0: hardware concurrency, at most 16; 1 when the caller
+// already parallelizes); the result does not depend on the thread count.
 Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, PruneMethod method,
-                               const float* act_norms, QuantMode q, DType float_dtype);
+                               const float* act_norms, QuantMode q, DType float_dtype,
+                               int threads = 0);
 
-// Dequantized fp32 dense [N, K] of a compact tensor (value * scale, zeros elsewhere).
+// Dequantized fp32 dense [N, K] of a compact tensor (value * scale in fp32, zeros elsewhere).
+// Same precondition as nm_unpack.
 std::vector<float> nm_to_dense_f32(const NmTensor& t);
 
 }  // namespace slidesparse

@@ -22,7 +22,10 @@ void gemm_ref_e4m3(const uint8_t* x, const uint8_t* w, float* y, int64_t M, int6
 // Reference SlideSparse linear: y = dequant(lift(quant(x)) * slide(Wq)^T) (+ bias).
 // x: [M, K] fp32 (values representable in the model dtype); y: [M, N] fp32 before the final
 // rounding to the output dtype. quant none: fp32 GEMM over lifted x and slided w.
-// int8: int32 accumulators, y = acc * s_x[m] * s_w[n] + bias[n] in fp32.
+// int8: int32 accumulators, y = acc * s_x[m] * s_w[n] + bias[n] in fp32, evaluated left to right
+// ((acc * s_x) * s_w) + bias. fp8: acc = exact e4m3 products summed in fp64, rounded to fp32,
+// then the same epilogue. quant none: sum in fp64, rounded to fp32, + bias. Activation scales are
+// per token over the K real columns (quant.h rule). The compact weight is nm_verify'd first.
 // If acc_i32 != nullptr (int8 only) the raw int32 accumulators [M, N] are written there too.
 Status reference_sparse_linear(const float* x, int64_t M, const NmTensor& w, const float* bias,
                                float* y, int32_t* acc_i32 = nullptr);

@@ -19,8 +19,10 @@ namespace slidesparse {
 
 // w: [N, K] elements of dtype t (F32, F16, BF16, F8_E4M3, I8; zero test treats -0.0 as zero).
 // out: [N, K_out] with K_out >= p.k_lifted(K); columns past k_lifted(K) are zero.
-// Fails (kInvalidArgument, naming row and block) if a block has more than n nonzeros, i.e. a
-// nonzero could not be placed.
+// Fails (kInvalidArgument, naming row and block) if a nonzero cannot be placed, which happens
+// exactly when a block holds more than m-2 nonzeros (the windows' capacity; so a sparser pattern
+// such as 5:8 slides like 6:8). Every placement of <= m-2 nonzeros succeeds (tested exhaustively).
+// Slided order: the nonzeros of a block keep their ascending position order along K'.
 Status slide_weights(DType t, const void* w, int64_t N, int64_t K, Pattern p, void* out,
                      int64_t K_out);
 

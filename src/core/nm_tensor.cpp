@@ -2,9 +2,12 @@
 // and the whole prune -> quantize -> pack conversion of one linear weight.
 #include "slidesparse/nm_tensor.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <thread>
 
 namespace slidesparse {
 
@@ -59,6 +62,36 @@ Status check_masks(Pattern p, int64_t N, int64_t blocks, const uint16_t* masks) 
   return Status::Ok();
 }
 
+// Gathers the selected elements of each block (ascending position); a nonzero that the mask does
+// not select is an error (the dense weight was not pruned with these masks).
+template <class U>
+Status pack_impl(const U* src, int64_t N, int64_t K, Pattern p, const uint16_t* masks, U vmask,
+                 U* values) {
+  const int64_t blocks = p.blocks(K);
+  const int64_t per_row = blocks * p.n;
+  for (int64_t r = 0; r < N; ++r) {
+    const U* row = src + r * K;
+    U* vrow = values + r * per_row;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint32_t mk = masks[r * blocks + b];
+      const int64_t k0 = b * p.m;
+      U* v = vrow + b * p.n;
+      for (int i = 0; i < p.m; ++i) {
+        const int64_t k = k0 + i;
+        if (mk & (1u << i)) {
+          *v++ = k < K ? row[k] : U{0};
+        } else if (k < K && (row[k] & vmask)) {
+          return invalid_argument("n:m pack: row " + std::to_string(r) + ", column " +
+                                  std::to_string(k) +
+                                  " is nonzero but not selected by the mask (expected a weight "
+                                  "pruned with these masks)");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 QuantMode NmTensor::quant() const {
@@ -85,30 +118,21 @@ Expected<NmTensor> nm_pack(DType t, const void* dense, int64_t N, int64_t K, Pat
   out.value_dtype = t;
   const int64_t blocks = out.blocks();
   SS_RETURN_IF_ERROR(check_masks(p, N, blocks, masks));
-  const size_t es = dtype_size(t);
-  out.values.assign(static_cast<size_t>(N * out.values_per_row()) * es, 0);
+  out.values.assign(static_cast<size_t>(N * out.values_per_row()) * dtype_size(t), 0);
   out.masks.assign(masks, masks + N * blocks);
-  const auto* src = static_cast<const uint8_t*>(dense);
-  for (int64_t r = 0; r < N; ++r) {
-    uint8_t* vrow = out.values.data() + static_cast<size_t>(r * out.values_per_row()) * es;
-    int64_t v = 0;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const uint32_t mk = masks[r * blocks + b];
-      for (int i = 0; i < p.m; ++i) {
-        const int64_t k = b * p.m + i;
-        const uint8_t* e = src + static_cast<size_t>(r * K + k) * es;
-        if (mk & (1u << i)) {
-          if (k < K) std::memcpy(vrow + static_cast<size_t>(v) * es, e, es);
-          ++v;
-        } else if (k < K && element_nonzero(t, e)) {
-          return invalid_argument("n:m pack: row " + std::to_string(r) + ", column " +
-                                  std::to_string(k) +
-                                  " is nonzero but not selected by the mask (expected a weight "
-                                  "pruned with these masks)");
-        }
-      }
-    }
+  Status s;
+  switch (dtype_size(t)) {
+    case 1:
+      s = pack_impl(static_cast<const uint8_t*>(dense), N, K, p, masks,
+                    static_cast<uint8_t>(t == DType::kI8 ? 0xffu : 0x7fu),
+                    reinterpret_cast<uint8_t*>(out.values.data()));
+      break;
+    default:
+      s = pack_impl(static_cast<const uint16_t*>(dense), N, K, p, masks, uint16_t{0x7fff},
+                    reinterpret_cast<uint16_t*>(out.values.data()));
+      break;
   }
+  SS_RETURN_IF_ERROR(s);
   return out;
 }
 
@@ -201,26 +225,78 @@ Status nm_verify(const NmTensor& t) {
 }
 
 Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, PruneMethod method,
-                               const float* act_norms, QuantMode q, DType float_dtype) {
+                               const float* act_norms, QuantMode q, DType float_dtype,
+                               int threads) {
   if (q == QuantMode::kNone && float_dtype != DType::kBF16 && float_dtype != DType::kF16) {
     return unsupported(std::string("n:m compress: value dtype ") + dtype_name(float_dtype) +
                        " not supported for quant none (expected BF16 or F16)");
   }
-  SS_ASSIGN_OR_RETURN(std::vector<uint16_t> masks, prune_select(w, N, K, p, method, act_norms));
-  std::vector<float> pruned(w, w + N * K);
-  prune_apply(pruned.data(), N, K, p, masks.data());
-  if (q == QuantMode::kNone) {
-    std::vector<uint16_t> h(static_cast<size_t>(N * K));
-    SS_RETURN_IF_ERROR(convert_from_f32(float_dtype, pruned.data(), h.data(), N * K));
-    return nm_pack(float_dtype, h.data(), N, K, p, masks.data());
+  // Validates pattern, shape and norms once, on a single row, before any allocation.
+  SS_RETURN_IF_ERROR(prune_select(w, N > 0 ? 1 : 0, K, p, method, act_norms).status());
+
+  NmTensor out;
+  out.pattern = p;
+  out.N = N;
+  out.K = K;
+  out.value_dtype = q == QuantMode::kNone ? float_dtype : quant_storage_dtype(q);
+  const int64_t blocks = out.blocks();
+  const int64_t per_row = out.values_per_row();
+  out.masks.assign(static_cast<size_t>(N * blocks), 0);
+  out.values.assign(static_cast<size_t>(N * per_row) * dtype_size(out.value_dtype), 0);
+  if (q != QuantMode::kNone) out.scales.assign(static_cast<size_t>(N), 1.0f);
+
+  // Rows are independent: chunks of rows go to worker threads (deterministic result; memory
+  // bounded by threads x chunk x K).
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(K, 1));
+  const int64_t nchunks = (N + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  auto work = [&]() {
+    std::vector<float> pruned;
+    std::vector<uint8_t> enc;
+    for (int64_t c = next++; c < nchunks && !failed; c = next++) {
+      const int64_t r0 = c * chunk, rows = std::min(chunk, N - r0);
+      auto masks = prune_select(w + r0 * K, rows, K, p, method, act_norms);
+      if (!masks.ok()) {
+        failed = true;
+        return;
+      }
+      std::copy(masks->begin(), masks->end(), out.masks.begin() + r0 * blocks);
+      pruned.assign(w + r0 * K, w + (r0 + rows) * K);
+      prune_apply(pruned.data(), rows, K, p, masks->data());
+      enc.resize(static_cast<size_t>(rows * K) * dtype_size(out.value_dtype));
+      Status st;
+      if (q == QuantMode::kNone) {
+        st = convert_from_f32(float_dtype, pruned.data(), enc.data(), rows * K);
+        if (st.ok()) {
+          st = pack_impl(reinterpret_cast<const uint16_t*>(enc.data()), rows, K, p, masks->data(),
+                         uint16_t{0x7fff},
+                         reinterpret_cast<uint16_t*>(out.values.data()) + r0 * per_row);
+        }
+      } else {
+        quantize_rows(q, pruned.data(), rows, K, enc.data(), out.scales.data() + r0);
+        st = pack_impl(enc.data(), rows, K, p, masks->data(),
+                       static_cast<uint8_t>(q == QuantMode::kInt8 ? 0xffu : 0x7fu),
+                       out.values.data() + r0 * per_row);
+      }
+      if (!st.ok()) failed = true;
+    }
+  };
+  const int64_t hw =
+      threads > 0
+          ? threads
+          : std::min<int64_t>(16, std::max<int64_t>(1, std::thread::hardware_concurrency()));
+  const int64_t nthreads = std::min<int64_t>(hw, nchunks);
+  std::vector<std::thread> pool;
+  for (int64_t i = 1; i < nthreads; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (failed) {
+    // Re-run serially for the error with the right row numbers (e.g. a non-finite weight).
+    SS_RETURN_IF_ERROR(prune_select(w, N, K, p, method, act_norms).status());
+    return internal_error("n:m compress failed without a prune error");
   }
-  std::vector<uint8_t> codes(static_cast<size_t>(N * K));
-  std::vector<float> scales(static_cast<size_t>(N));
-  quantize_rows(q, pruned.data(), N, K, codes.data(), scales.data());
-  SS_ASSIGN_OR_RETURN(NmTensor t,
-                      nm_pack(quant_storage_dtype(q), codes.data(), N, K, p, masks.data()));
-  t.scales = std::move(scales);
-  return t;
+  return out;
 }
 
 std::vector<float> nm_to_dense_f32(const NmTensor& t) {

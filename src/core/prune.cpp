@@ -3,6 +3,7 @@
 // positions that come last in the order (score descending, position ascending).
 #include "slidesparse/prune.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -96,9 +97,14 @@ Expected<std::vector<uint16_t>> prune_select(const float* w, int64_t N, int64_t 
 void prune_apply(float* w, int64_t N, int64_t K, Pattern p, const uint16_t* masks) {
   const int64_t blocks = p.blocks(K);
   for (int64_t r = 0; r < N; ++r) {
-    for (int64_t k = 0; k < K; ++k) {
-      const uint16_t mask = masks[r * blocks + k / p.m];
-      if (!(mask & (1u << (k % p.m)))) w[r * K + k] = 0.0f;
+    float* row = w + r * K;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint32_t mask = masks[r * blocks + b];
+      const int64_t k0 = b * p.m;
+      const int len = static_cast<int>(std::min<int64_t>(p.m, K - k0));
+      for (int i = 0; i < len; ++i) {
+        if (!(mask & (1u << i))) row[k0 + i] = 0.0f;
+      }
     }
   }
 }

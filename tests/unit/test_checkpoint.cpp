@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "slidesparse/model_config.h"
@@ -446,4 +447,91 @@ TEST(Checkpoint, FailureMidwayLeavesNoOutput) {
   opt.force = true;
   EXPECT_FALSE(ss::convert_checkpoint(fs_src, opt).ok());
   EXPECT_EQ(read_all(out + "/old.txt"), "old");
+}
+
+namespace {
+// Absolute byte offset of tensor `name` in a single-file checkpoint's model.safetensors.
+size_t tensor_offset(const std::string& file, const std::string& name) {
+  std::string raw = read_all(file);
+  uint64_t hl = 0;
+  std::memcpy(&hl, raw.data(), 8);
+  auto h = nlohmann::json::parse(raw.substr(8, hl));
+  return 8 + hl + h[name]["data_offsets"][0].get<size_t>();
+}
+void patch(const std::string& file, size_t off, const void* bytes, size_t n) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(off));
+  f.write(static_cast<const char*>(bytes), static_cast<std::streamsize>(n));
+}
+}  // namespace
+
+TEST(Checkpoint, InspectFlagsOutOfRangeValuesNaNScalesAndPadding) {
+  std::string src_dir = tmp("flags_src");
+  ss::SynthOptions so;
+  so.arch = "tiny-llama";  // down_proj K = 172 = 21*8 + 4: the last 6:8 block is half padding
+  so.out = src_dir;
+  so.seed = std::random_device{}();
+  ASSERT_TRUE(ss::synth_checkpoint(so).ok());
+  auto src = ss::open_hf_source(src_dir);
+  ss::ConvertOptions opt;
+  opt.out = tmp("flags_ok");
+  opt.pattern = {6, 8};
+  opt.quant = ss::QuantMode::kInt8;
+  ASSERT_TRUE(ss::convert_checkpoint(**src, opt).ok());
+  const std::string P = "model.layers.1.mlp.down_proj";
+  const int64_t blocks = 22, n = 6;
+  auto fresh = [&](const std::string& name) {
+    std::string d = tmp(name);
+    fs::copy(opt.out, d);
+    return d;
+  };
+  auto problem_of = [&](const std::string& d) -> std::string {
+    auto rep = ss::inspect_checkpoint(d, 1);
+    if (!rep.ok()) return "open failed: " + rep.status().message();
+    for (auto& l : rep->linears)
+      if (!l.verified) return l.name + ": " + l.problem;
+    return "";
+  };
+  EXPECT_EQ(problem_of(opt.out), "");
+
+  // int8 value -128 (outside the symmetric range).
+  std::string d = fresh("flags_m128");
+  int8_t m128 = -128;
+  patch(d + "/model.safetensors", tensor_offset(d + "/model.safetensors", P + ".nm_values") + 3,
+        &m128, 1);
+  EXPECT_NE(problem_of(d).find("-128"), std::string::npos) << problem_of(d);
+
+  // A NaN weight scale: the loader refuses it.
+  d = fresh("flags_nan");
+  float nan = std::nanf("");
+  patch(d + "/model.safetensors",
+        tensor_offset(d + "/model.safetensors", P + ".weight_scale") + 4 * 5, &nan, 4);
+  auto ck = ss::Checkpoint::open(d);
+  ASSERT_TRUE(ck.ok());
+  auto nm = ck->nm_linear(P);
+  ASSERT_FALSE(nm.ok());
+  EXPECT_NE(nm.status().message().find(P + ".weight_scale' row 5"), std::string::npos)
+      << nm.status().message();
+
+  // A nonzero stored at a padding position (>= K) of the last block of row 2.
+  d = fresh("flags_pad");
+  std::string f = d + "/model.safetensors";
+  auto ck0 = ss::Checkpoint::open(d);
+  auto t = ck0->nm_linear(P);
+  ASSERT_TRUE(t.ok());
+  const int64_t row = 2;
+  const uint16_t mask = t->masks[row * blocks + blocks - 1];
+  int slot = 0, pad_slot = -1;
+  for (int i = 0; i < 8; ++i) {
+    if (!(mask >> i & 1)) continue;
+    if (i >= 4 && pad_slot < 0) pad_slot = slot;
+    ++slot;
+  }
+  ASSERT_GE(pad_slot, 0) << "6 kept of 4 real + 4 padding positions: padding must be selected";
+  int8_t one = 1;
+  patch(f,
+        tensor_offset(f, P + ".nm_values") +
+            static_cast<size_t>(row * blocks * n + (blocks - 1) * n + pad_slot),
+        &one, 1);
+  EXPECT_NE(problem_of(d).find("padding position"), std::string::npos) << problem_of(d);
 }

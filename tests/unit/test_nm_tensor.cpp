@@ -194,3 +194,41 @@ TEST(NmTensor, CompressMatchesPruneThenQuantize) {
       nm_compress(w.data(), N, K, p, PruneMethod::kWanda, nullptr, QuantMode::kInt8, DType::kBF16)
           .ok());
 }
+
+// Large enough for several row chunks (and threads): identical to the serial composition of the
+// public steps, and an error in a late chunk still names the right row.
+TEST(NmTensor, CompressInChunksEqualsSerialSteps) {
+  std::mt19937 rng(22);
+  std::normal_distribution<float> nd;
+  const Pattern p = *Pattern::parse("6:8");
+  const int64_t N = 600, K = 4001;  // chunks of 262 rows
+  std::vector<float> w(N * K);
+  for (auto& v : w) v = nd(rng);
+  auto masks = *prune_select(w.data(), N, K, p, PruneMethod::kMagnitude, nullptr);
+  std::vector<float> pruned = w;
+  prune_apply(pruned.data(), N, K, p, masks.data());
+  std::vector<int8_t> codes(N * K);
+  std::vector<float> scales(N);
+  quantize_rows(QuantMode::kInt8, pruned.data(), N, K, codes.data(), scales.data());
+  auto want = nm_pack(DType::kI8, codes.data(), N, K, p, masks.data());
+  ASSERT_TRUE(want.ok());
+  auto got = nm_compress(w.data(), N, K, p, PruneMethod::kMagnitude, nullptr, QuantMode::kInt8,
+                         DType::kBF16);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->masks, want->masks);
+  EXPECT_EQ(got->values, want->values);
+  EXPECT_EQ(got->scales, scales);
+  for (int threads : {1, 3}) {
+    auto again = nm_compress(w.data(), N, K, p, PruneMethod::kMagnitude, nullptr, QuantMode::kInt8,
+                             DType::kBF16, threads);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->values, want->values) << threads << " threads";
+    EXPECT_EQ(again->scales, scales);
+  }
+  w[(N - 2) * K + 4000] = NAN;
+  auto bad = nm_compress(w.data(), N, K, p, PruneMethod::kMagnitude, nullptr, QuantMode::kInt8,
+                         DType::kBF16);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("row 598, column 4000"), std::string::npos)
+      << bad.status().message();
+}
