@@ -6,12 +6,16 @@
 
 #include "cli.h"
 #include "slidesparse/checkpoint.h"
+#include "slidesparse/engine.h"
+#include "slidesparse/tokenizer.h"
 
 namespace slidesparse::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string in, out, pattern = "6:8", prune = "magnitude", quant = "none", norms, dense, shard;
+  std::string in, out, pattern = "6:8", prune = "magnitude", quant = "none", norms, dense, shard,
+                       calib_text;
+  int64_t calib_tokens = 2048;
   bool force = false, progress = false, quiet = false;
   int threads = 0;
 };
@@ -27,8 +31,11 @@ Status run_convert(const ConvertArgs& a) {
   auto qm = quant_mode_parse(a.quant);
   if (!qm.ok()) return invalid_argument("--quant: " + qm.status().message());
   opt.quant = *qm;
-  if (opt.prune == PruneMethod::kWanda && a.norms.empty())
-    return invalid_argument("--prune wanda needs --norms FILE (activation norms)");
+  if (opt.prune == PruneMethod::kWanda && a.norms.empty() == a.calib_text.empty())
+    return invalid_argument(
+        "--prune wanda needs exactly one of --norms FILE (activation norms) or --calib-text FILE");
+  if (opt.prune != PruneMethod::kWanda && !a.calib_text.empty())
+    return invalid_argument("--calib-text is only used with --prune wanda");
   if (opt.prune != PruneMethod::kWanda && !a.norms.empty())
     return invalid_argument("--norms is only used with --prune wanda");
   if (!a.shard.empty()) {
@@ -43,6 +50,19 @@ Status run_convert(const ConvertArgs& a) {
   if (!a.norms.empty()) {
     SS_ASSIGN_OR_RETURN(opt.act_norms, load_act_norms(a.norms, model_linears(src->config())));
     opt.source_info["norms"] = a.norms;
+  }
+  if (!a.calib_text.empty()) {  // Wanda calibration: run the dense model (CPU engine) on the text
+    SS_ASSIGN_OR_RETURN(std::string text, load_text_file(a.calib_text));
+    SS_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::from_model_path(a.in));
+    std::vector<int32_t> ids = tok.encode(text);
+    if (a.calib_tokens < 1) return invalid_argument("--calib-tokens must be >= 1");
+    if (static_cast<int64_t>(ids.size()) > a.calib_tokens)
+      ids.resize(static_cast<size_t>(a.calib_tokens));
+    auto be = make_cpu_backend();
+    SS_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::load(a.in, be.get()));
+    SS_ASSIGN_OR_RETURN(opt.act_norms, calibrate_act_norms(*m, ids, 512));
+    opt.source_info["calib_text"] = a.calib_text;
+    opt.source_info["calib_tokens"] = std::to_string(ids.size());
   }
   ConvertReport rep;
   SS_RETURN_IF_ERROR(convert_checkpoint(*src, opt, &rep));
@@ -70,6 +90,9 @@ CommandRegistrar reg(
                      "n:m pattern, e.g. 2:4, 4:6, 6:8, 8:10 (default 6:8)");
       sub.add_option("--prune", a->prune, "magnitude | wanda (default magnitude)");
       sub.add_option("--quant", a->quant, "none | int8 | fp8 (default none)");
+      sub.add_option("--calib-text", a->calib_text,
+                     "Wanda: calibrate on this text with the dense model (CPU engine)");
+      sub.add_option("--calib-tokens", a->calib_tokens, "Wanda calibration tokens (default 2048)");
       sub.add_option("--norms", a->norms,
                      "Wanda activation norms: safetensors, F32 [K] '<linear>.weight.act_norm'");
       sub.add_option("--export-dense-pruned", a->dense,

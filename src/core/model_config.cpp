@@ -101,6 +101,12 @@ Expected<ModelConfig> model_config_parse(const std::string& text, const std::str
     return field_err("num_key_value_heads", "must divide num_attention_heads (" +
                                                 std::to_string(c.num_heads) + "), got " +
                                                 std::to_string(c.num_kv_heads));
+  // transformers 5.x writes rope_theta and the scaling into "rope_parameters".
+  if (auto rp = j.find("rope_parameters"); rp != j.end() && rp->is_object()) {
+    if (!j.contains("rope_theta") && rp->contains("rope_theta"))
+      j["rope_theta"] = (*rp)["rope_theta"];
+    if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) j["rope_scaling"] = *rp;
+  }
   SS_RETURN_IF_ERROR(get_num("rope_theta", &c.rope_theta, 10000.0));
   SS_RETURN_IF_ERROR(get_num("rms_norm_eps", &c.rms_norm_eps, 1e-6));
   SS_ASSIGN_OR_RETURN(c.tie_word_embeddings, get_bool("tie_word_embeddings", false));

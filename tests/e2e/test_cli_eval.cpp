@@ -118,6 +118,38 @@ TEST(CliEval, TinyModelLogitsAndGenerate) {
   EXPECT_FALSE(fs::exists(dir() + "/l2.bin"));
 }
 
+// convert --prune wanda --calib-text: calibrated by the engine on a tiny synthetic model with a
+// minimal byte-level tokenizer.json (printable ASCII + newline).
+TEST(CliEval, ConvertWandaCalibText) {
+  const std::string d = dir() + "/tinyw";
+  ASSERT_EQ(cli("synth --arch tiny-llama --out " + d).rc, 0);
+  std::string vocab = "\"\u0120\": 0, \"\u010a\": 95";
+  for (int b = 33; b < 127; ++b) {
+    std::string c(1, static_cast<char>(b));
+    if (c == "\"" || c == "\\") c = "\\" + c;
+    vocab += ", \"" + c + "\": " + std::to_string(b - 32);
+  }
+  write_all(d + "/tokenizer.json",
+            "{\"model\": {\"type\": \"BPE\", \"vocab\": {" + vocab + "}, \"merges\": []}}");
+  write_all(dir() + "/calib.txt", "It was the best of times, it was the worst of times.\n");
+  CliRun r = cli("convert " + d + " --out " + dir() +
+                 "/w68 --pattern 6:8 --prune wanda --calib-text " + dir() + "/calib.txt --quiet");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = cli("inspect " + dir() + "/w68");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  const std::string cfg = read_all(dir() + "/w68/slidesparse_config.json");
+  EXPECT_NE(cfg.find("wanda"), std::string::npos);
+  EXPECT_NE(cfg.find("calib.txt"), std::string::npos);
+  // Logits of the converted model through the engine.
+  r = cli("eval logits " + dir() + "/w68 --tokens 1,2,3 --out " + dir() + "/w.bin");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  expect_one_error_line(
+      cli("convert " + d + " --out " + dir() + "/w2 --pattern 6:8 --prune wanda " +
+          "--calib-text " + dir() + "/nope.txt"),
+      "nope.txt");
+  EXPECT_FALSE(fs::exists(dir() + "/w2"));
+}
+
 TEST(CliEval, SmolLM2PerplexityJson) {
   if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
   CliRun r = cli("eval ppl " + model() + " --max-tokens 64 --ctx 32 --json");
