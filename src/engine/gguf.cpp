@@ -74,6 +74,7 @@ class Reader {
     return bytes(s->data(), n, what);
   }
   const std::string& path() const { return path_; }
+  size_t remaining() const { return size_ - pos_; }
 
  private:
   std::ifstream& in_;
@@ -189,9 +190,9 @@ Status read_value(Reader& r, uint32_t type, GgufValue* v, const std::string& key
     SS_RETURN_IF_ERROR(r.pod(&n, "array length"));
     if (et == kArray)
       return unsupported("GGUF '" + r.path() + "': key '" + key + "': nested arrays");
-    if (n > (1u << 26)) {
+    if (n > (1u << 26) || n > r.remaining()) {  // every element takes at least one byte
       return format_error("GGUF '" + r.path() + "': key '" + key + "': array length " +
-                          std::to_string(n) + " is implausible (> 2^26)");
+                          std::to_string(n) + " exceeds the rest of the file (or 2^26)");
     }
     if (et == kString) {
       v->strs.resize(n);

@@ -173,6 +173,19 @@ TEST(Gguf, BadHeaders) {
       for (const auto& t : f->tensors()) (void)f->read_f32(t.name);
   }
   EXPECT_EQ(GgufFile::open(tmp_dir() + "/missing.gguf").status().code(), StatusCode::kNotFound);
+  // An array claiming 10^7 elements in a 60-byte file: rejected before any allocation.
+  W w;
+  w.b = "GGUF";
+  w.pod<uint32_t>(3);
+  w.pod<uint64_t>(0);
+  w.pod<uint64_t>(1);
+  w.str("tokenizer.ggml.token_type");
+  w.pod<uint32_t>(9);  // array
+  w.pod<uint32_t>(0);  // of u8
+  w.pod<uint64_t>(10000000);
+  auto arr = GgufFile::open(write("arr.gguf", w.b));
+  EXPECT_EQ(arr.status().code(), StatusCode::kFormatError);
+  EXPECT_NE(arr.status().message().find("token_type"), std::string::npos) << arr.status().message();
 }
 
 TEST(Gguf, EmbeddedSmolLM2) {
