@@ -3,10 +3,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "cli.h"
 #include "slidesparse/checkpoint.h"
 #include "slidesparse/engine.h"
+#include "slidesparse/gguf.h"
 #include "slidesparse/tokenizer.h"
 
 namespace slidesparse::cli {
@@ -46,7 +48,10 @@ Status run_convert(const ConvertArgs& a) {
   opt.force = a.force;
   opt.threads = a.threads;
   opt.progress = !a.quiet && (a.progress || ::isatty(2));
-  SS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> src, open_hf_source(a.in));
+  std::error_code ec;  // a GGUF file (HF layout, bf16) or an HF directory
+  const bool gguf = std::filesystem::is_regular_file(a.in, ec);
+  SS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> src,
+                      gguf ? open_gguf_source(a.in) : open_hf_source(a.in));
   if (!a.norms.empty()) {
     SS_ASSIGN_OR_RETURN(opt.act_norms, load_act_norms(a.norms, model_linears(src->config())));
     opt.source_info["norms"] = a.norms;

@@ -66,3 +66,15 @@ Expected<std::vector<float>> gguf_read_hf_tensor(const GgufFile& f, const ModelC
                                                  const std::string& hf_name);
 
 }  // namespace slidesparse
+
+#include "slidesparse/checkpoint.h"
+
+namespace slidesparse {
+
+// `convert` input from a GGUF file: HF tensor names and layout, every tensor dequantized and
+// rounded to bf16 (the converted checkpoint is a bf16 HF-layout safetensors model; rounding the
+// Q4_1 values to bf16 is not exact). config.json and a tokenizer.json (vocab, merges, special
+// tokens, digit splitting) are generated into a temporary directory owned by the source.
+Expected<std::unique_ptr<WeightSource>> open_gguf_source(const std::string& path);
+
+}  // namespace slidesparse

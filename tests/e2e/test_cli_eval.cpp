@@ -150,6 +150,24 @@ TEST(CliEval, ConvertWandaCalibText) {
   EXPECT_FALSE(fs::exists(dir() + "/w2"));
 }
 
+// convert accepts a GGUF input: HF-layout bf16 SlideSparse checkpoint with a generated
+// tokenizer.json; the engine evaluates it.
+TEST(CliEval, ConvertFromGguf) {
+  if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
+  CliRun r =
+      cli("convert " + model() + " --out " + dir() + "/g810 --pattern 8:10 --quant int8 --quiet");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir() + "/g810/tokenizer.json"));
+  EXPECT_EQ(cli("inspect " + dir() + "/g810").rc, 0);
+  r = cli("eval ppl " + dir() + "/g810 --max-tokens 48 --ctx 24 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("SlideSparse 8:10 magnitude int8"), std::string::npos) << r.out;
+  write_all(dir() + "/broken.gguf", read_all(model()).substr(0, 5000));
+  expect_one_error_line(
+      cli("convert " + dir() + "/broken.gguf --out " + dir() + "/gb --pattern 6:8"), "broken.gguf");
+  EXPECT_FALSE(fs::exists(dir() + "/gb"));
+}
+
 TEST(CliEval, SmolLM2PerplexityJson) {
   if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
   CliRun r = cli("eval ppl " + model() + " --max-tokens 64 --ctx 32 --json");
