@@ -61,5 +61,23 @@ CommandRegistrar reg(
       };
     });
 
+CommandRegistrar reg_tok(
+    "", "tokenize", "print the token ids of a text (comma-separated)",
+    [](CLI::App& sub) -> CommandFn {
+      auto model = std::make_shared<std::string>();
+      auto text = std::make_shared<std::string>();
+      sub.add_option("model", *model, "GGUF file or directory with tokenizer.json")->required();
+      sub.add_option("--text", *text, "UTF-8 text file")->required();
+      return [model, text]() -> Status {
+        SS_ASSIGN_OR_RETURN(std::string t, load_text_file(*text));
+        SS_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::from_model_path(*model));
+        const std::vector<int32_t> ids = tok.encode(t);
+        std::string out;
+        for (size_t i = 0; i < ids.size(); ++i) out += (i ? "," : "") + std::to_string(ids[i]);
+        std::puts(out.c_str());
+        return Status::Ok();
+      };
+    });
+
 }  // namespace
 }  // namespace slidesparse::cli

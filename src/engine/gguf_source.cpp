@@ -75,7 +75,20 @@ Status write_tokenizer_json(const GgufFile& f, const std::string& path) {
     }
   }
   j["added_tokens"] = added;
-  j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges->strs}};
+  j["truncation"] = nullptr;
+  j["padding"] = nullptr;
+  j["normalizer"] = nullptr;
+  j["post_processor"] = nullptr;
+  j["model"] = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", nullptr},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", false},
+                {"byte_fallback", false},
+                {"ignore_merges", false},
+                {"vocab", vocab},
+                {"merges", merges->strs}};
   nlohmann::json bytelevel = {{"type", "ByteLevel"},
                               {"add_prefix_space", false},
                               {"trim_offsets", true},
