@@ -142,30 +142,11 @@ Expected<std::map<std::string, std::vector<float>>> load_act_norms(
 
 namespace {
 
-// Compresses rows in parallel chunks (prune and quantization are per row, so this is exact).
+// nm_compress splits rows across threads itself (prune and quantization are per row, so the result
+// does not depend on the thread count) and names rows of the whole tensor in its errors.
 Expected<NmTensor> compress_rows(const float* w, int64_t N, int64_t K, const ConvertOptions& opt,
                                  const float* norms, DType float_dtype, int threads) {
-  const int64_t chunks = std::min<int64_t>(threads, std::max<int64_t>(1, N / 64));
-  const int64_t per = (N + chunks - 1) / chunks;
-  std::vector<NmTensor> parts(static_cast<size_t>(chunks));
-  SS_RETURN_IF_ERROR(parallel_for(chunks, threads, [&](int64_t c) -> Status {
-    const int64_t r0 = c * per, r1 = std::min(N, r0 + per);
-    if (r0 >= r1) return Status::Ok();
-    SS_ASSIGN_OR_RETURN(parts[c], nm_compress(w + r0 * K, r1 - r0, K, opt.pattern, opt.prune, norms,
-                                              opt.quant, float_dtype));
-    return Status::Ok();
-  }));
-  if (chunks == 1) return std::move(parts[0]);
-  NmTensor out = std::move(parts[0]);
-  out.N = N;
-  for (int64_t c = 1; c < chunks; ++c) {
-    NmTensor& p = parts[c];
-    if (p.N == 0) continue;
-    out.values.insert(out.values.end(), p.values.begin(), p.values.end());
-    out.masks.insert(out.masks.end(), p.masks.begin(), p.masks.end());
-    out.scales.insert(out.scales.end(), p.scales.begin(), p.scales.end());
-  }
-  return out;
+  return nm_compress(w, N, K, opt.pattern, opt.prune, norms, opt.quant, float_dtype, threads);
 }
 
 struct Progress {
