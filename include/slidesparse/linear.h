@@ -68,6 +68,21 @@ struct LinearConfig {
   void* stream = nullptr;               // used by prepare (uploads, slide build, compression)
 };
 
+// Where a layer's prologue writes its activation operand, so that the op before the layer
+// (RMSNorm, SwiGLU) can write it directly instead of a bf16/fp16 x: codes [M_pad, K_out] in
+// `dtype` (int8 / e4m3 codes for W8A8, the activation dtype for sparse W16A16), gathered through
+// the slide of `lift` when `lifted` (else a plain quantize, columns >= K zero), per-token scales
+// [M_pad] (W8A8 only, else null); rows >= M zero. Dense W16A16 has no prologue: codes == null.
+struct InputSlot {
+  void* codes = nullptr;
+  float* scales = nullptr;
+  int64_t M_pad = 0, K_out = 0;
+  DType dtype = DType::kBF16;
+  QuantMode quant = QuantMode::kNone;
+  bool lifted = false;
+  Pattern lift{2, 4};
+};
+
 class GpuLinear {
  public:
   virtual ~GpuLinear() = default;
@@ -85,6 +100,13 @@ class GpuLinear {
   virtual Status run_prologue(const void* x, int64_t M, void* stream) = 0;
   virtual Status run_gemm(int64_t M, void* stream) = 0;
   virtual Status run_epilogue(void* y, int64_t M, void* stream) = 0;
+
+  // Fused prologues: input_slot(M) reserves for M tokens and says where the operand of the
+  // layer forward(M) would use goes; forward_prepared(y, M) is forward minus the prologue (the
+  // slot must hold the operand of these M tokens). Dense W16A16: codes == null, and
+  // forward_prepared is kUnsupported (call forward).
+  virtual Expected<InputSlot> input_slot(int64_t M) = 0;
+  virtual Status forward_prepared(void* y, int64_t M, void* stream) = 0;
   // After run_gemm (or forward with a bias or padding): host copy of the accumulators [M, N]
   // (I32 for int8, F32 for fp8, the activation dtype for bf16/fp16). Synchronizes the stream.
   virtual Status copy_accumulators(int64_t M, void* host, void* stream) = 0;

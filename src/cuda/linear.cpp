@@ -157,6 +157,25 @@ class DenseLinear final : public GpuLinear {
     return run_epilogue(y, M, stream);
   }
 
+  Expected<InputSlot> input_slot(int64_t M) override {
+    SS_RETURN_IF_ERROR(reserve(M));
+    InputSlot s;
+    s.dtype = gin_;
+    s.quant = q_;
+    if (q_ == QuantMode::kNone) return s;  // W16A16: the GEMM reads x itself
+    s.codes = xq_.get();
+    s.scales = sx_.as<float>();
+    s.M_pad = M;
+    s.K_out = K_al_;
+    return s;
+  }
+  Status forward_prepared(void* y, int64_t M, void* stream) override {
+    if (q_ == QuantMode::kNone)
+      return unsupported("dense W16A16 linear has no prologue to fuse: call forward");
+    SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
+    return run_epilogue(y, M, stream);
+  }
+
   Status copy_accumulators(int64_t M, void* host, void* stream) override {
     return copy_to_host(acc_, gout_, M, N_, N_ld_, host, S(stream));
   }
@@ -295,6 +314,23 @@ class SparseLinear final : public GpuLinear {
 
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
+    return forward_prepared(y, M, stream);
+  }
+  Expected<InputSlot> input_slot(int64_t M) override {
+    SS_RETURN_IF_ERROR(reserve(M));
+    InputSlot s;
+    s.codes = xq_.get();
+    s.scales = q_ == QuantMode::kNone ? nullptr : sx_.as<float>();
+    s.M_pad = round_up(M, align_);
+    s.K_out = K_out_;
+    s.dtype = gin_;
+    s.quant = q_;
+    s.lifted = true;
+    s.lift = p_;
+    return s;
+  }
+  Status forward_prepared(void* y, int64_t M, void* stream) override {
+    SS_RETURN_IF_ERROR(reserve(M));
     if (q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
       return gemm_into(y, M, stream);  // W16A16 with no padding: the GEMM writes y directly
     SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
@@ -382,6 +418,10 @@ class AutoLinear final : public GpuLinear {
   Status run_gemm(int64_t M, void* s) override { return pick(M)->run_gemm(M, s); }
   Status run_epilogue(void* y, int64_t M, void* s) override {
     return pick(M)->run_epilogue(y, M, s);
+  }
+  Expected<InputSlot> input_slot(int64_t M) override { return pick(M)->input_slot(M); }
+  Status forward_prepared(void* y, int64_t M, void* s) override {
+    return pick(M)->forward_prepared(y, M, s);
   }
   Status copy_accumulators(int64_t M, void* host, void* s) override {
     return pick(M)->copy_accumulators(M, host, s);

@@ -1,0 +1,36 @@
+// Causal GQA attention over the KV cache [slots, max_ctx, KV*hd] (T = BF16/F16), softmax in fp32
+// with scale 1/sqrt(hd); query head h reads kv head h / (H / KV). hd in {16, 32, 64, 128}.
+//
+// Prefill (flash-style, tiled, tensor cores): S sequences of L new queries each; sequence s uses
+// cache slot s and its query rows are s*L .. s*L+L-1 of q [S*L, ldq] (head h at column h*hd);
+// the query at row s*L+i sits at position pos0+i and attends keys 0 .. pos0+i of slot s (the cache
+// already holds them). out: [S*L, ldo], head h at column h*hd.
+//
+// Decode: one query per sequence b = 0..B-1 (row b of q), cache slot b, attending keys
+// 0 .. kv_len[b]-1 (device array). The launch grid depends only on B and max_ctx, never on
+// kv_len, so the launch can be captured in a CUDA graph and replayed as the context grows.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "slidesparse/dtype.h"
+#include "slidesparse/status.h"
+
+namespace slidesparse::cuda::kernels {
+
+Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
+                                const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
+                                int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
+                                int64_t ldo, cudaStream_t stream);
+
+// Scratch the decode launch needs (split-KV partial results), 0 if none; the caller allocates it
+// once for the largest B and max_ctx it will use.
+size_t attention_decode_workspace_bytes(int64_t B, int64_t H, int64_t hd, int64_t max_ctx);
+Status launch_attention_decode(DType t, const void* q, int64_t ldq, const void* k_cache,
+                               const void* v_cache, int64_t max_ctx, const int32_t* kv_len,
+                               int64_t B, int64_t H, int64_t KV, int64_t hd, void* out, int64_t ldo,
+                               void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace slidesparse::cuda::kernels
