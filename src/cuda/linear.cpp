@@ -2,13 +2,17 @@
 // W8A8 scheme, identical for dense and sparse so that their comparison is honest: the GEMM writes
 // int32 (int8) or fp32 (fp8) accumulators, and our epilogue applies s_x[m] * s_w[n] + bias[n]
 // exactly as the CPU reference does (see docs/kernels.md for the measured alternative).
+// With GemmBackend::kCutlass (int8/fp8) both layers run CUTLASS sm90a GEMMs instead
+// (gemm_cutlass.h), and forward() with bf16 activations fuses that same epilogue into the GEMM.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "cuda/cuda_check.h"
 #include "cuda/gemm.h"
+#include "cuda/gemm_cutlass.h"
 #include "cuda/kernels/epilogue.cuh"
 #include "cuda/kernels/lift.cuh"
 #include "cuda/kernels/quant.cuh"
@@ -49,6 +53,41 @@ Status check_m(int64_t M) {
   return Status::Ok();
 }
 
+// kDefault -> the environment variable `env`, else kLibrary.
+Expected<GemmBackend> resolve_backend(GemmBackend b, const char* env) {
+  if (b != GemmBackend::kDefault) return b;
+  const char* v = std::getenv(env);
+  if (!v || !*v) return GemmBackend::kLibrary;
+  auto r = gemm_backend_parse(v);
+  if (!r.ok()) return invalid_argument(std::string(env) + ": " + r.status().message());
+  return *r == GemmBackend::kDefault ? GemmBackend::kLibrary : *r;
+}
+
+// Per-channel vector [n] padded to n_pad with `fill` (the CUTLASS epilogue reads N_gemm >= N).
+Status upload_padded(DeviceBuffer& b, const float* host, int64_t n, int64_t n_pad, float fill,
+                     cudaStream_t s) {
+  std::vector<float> v(static_cast<size_t>(n_pad), fill);
+  std::memcpy(v.data(), host, static_cast<size_t>(n) * sizeof(float));
+  SS_RETURN_IF_ERROR(upload(b, v.data(), v.size() * sizeof(float), s));
+  SS_CUDA_TRY(cudaStreamSynchronize(s));  // v is freed next
+  return Status::Ok();
+}
+
+// CUTLASS GEMM with the fused dequant + bias epilogue into y [M, N] bf16. The kernel writes
+// N_gemm = round_up(N, 8) columns with 16-byte aligned rows: other N go through `scratch`
+// [M, ld_scratch] and a 2D copy.
+Status cutlass_fused_forward(GemmCutlass& g, const void* xq, const float* sx, const float* sw,
+                             const float* bias, void* y, int64_t M, int64_t N, int64_t ld_scratch,
+                             DeviceBuffer& scratch, cudaStream_t s) {
+  CutlassEpilogue e{sx, sw, bias};
+  if (N % 8 == 0) return g.run_fused(xq, e, y, M, N, s);
+  SS_RETURN_IF_ERROR(scratch.reserve(static_cast<size_t>(M * ld_scratch) * 2));
+  SS_RETURN_IF_ERROR(g.run_fused(xq, e, scratch.get(), M, ld_scratch, s));
+  SS_CUDA_TRY(cudaMemcpy2DAsync(y, N * 2, scratch.get(), ld_scratch * 2, N * 2, M,
+                                cudaMemcpyDeviceToDevice, s));
+  return Status::Ok();
+}
+
 Status copy_to_host(const DeviceBuffer& acc, DType t, int64_t M, int64_t N, int64_t ld, void* host,
                     cudaStream_t s) {
   size_t es = dtype_size(t);
@@ -65,6 +104,11 @@ class DenseLinear final : public GpuLinear {
                                                        int64_t K, QuantMode q, const float* scales,
                                                        const float* bias, const LinearConfig& cfg) {
     SS_RETURN_IF_ERROR(check_act(cfg.act_dtype));
+    SS_ASSIGN_OR_RETURN(GemmBackend be,
+                        resolve_backend(cfg.dense_backend, "SLIDESPARSE_DENSE_BACKEND"));
+    if (be == GemmBackend::kCutlass && q == QuantMode::kNone)
+      return unsupported("dense linear: the CUTLASS backend runs int8 and fp8 only, not " +
+                         precision_name(cfg.act_dtype, q));
     SS_RETURN_IF_ERROR(check_device());
     std::unique_ptr<DenseLinear> l(new DenseLinear());
     l->N_ = N;
@@ -76,12 +120,16 @@ class DenseLinear final : public GpuLinear {
     l->tuning_ = cfg.tuning;
     l->prec_ = precision_name(cfg.act_dtype, q);
     const bool q8 = q != QuantMode::kNone;
-    l->K_al_ = q8 ? round_up(K, 16) : K;
+    const bool cut = be == GemmBackend::kCutlass;
+    l->K_al_ = cut ? round_up(K, 64) : q8 ? round_up(K, 16) : K;
     l->N_ld_ = q8 ? round_up(N, 16) : N;
     // cuBLASLt has no fp8 kernel for N % 16 != 0 (measured: N = 111 fails): the weight gets zero
     // rows up to N_ld and the GEMM computes N_ld outputs per token (the epilogue reads N).
-    l->N_gemm_ = q == QuantMode::kFp8 ? l->N_ld_ : N;
-    SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_));
+    // CUTLASS computes round_up(N, 8) rows.
+    l->N_gemm_ = q == QuantMode::kFp8 || cut ? l->N_ld_ : N;
+    if (!cut) {
+      SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_));
+    }
     cudaStream_t s = S(cfg.stream);
     size_t es = dtype_size(l->gin_);
     if (code_t != l->gin_)
@@ -91,15 +139,19 @@ class DenseLinear final : public GpuLinear {
     for (int64_t n = 0; n < N; ++n)
       std::memcpy(&w[n * l->K_al_ * es], static_cast<const uint8_t*>(codes) + n * K * es, K * es);
     SS_RETURN_IF_ERROR(upload(l->w_, w.data(), w.size(), s));
-    if (q8) SS_RETURN_IF_ERROR(upload(l->sw_, scales, N * sizeof(float), s));
-    if (bias) SS_RETURN_IF_ERROR(upload(l->bias_, bias, N * sizeof(float), s));
+    if (q8) SS_RETURN_IF_ERROR(upload_padded(l->sw_, scales, N, l->N_ld_, 1.0f, s));
+    if (bias) SS_RETURN_IF_ERROR(upload_padded(l->bias_, bias, N, l->N_ld_, 0.0f, s));
     l->has_bias_ = bias != nullptr;
     SS_CUDA_TRY(cudaStreamSynchronize(s));
+    if (cut) {
+      SS_ASSIGN_OR_RETURN(l->cg_, GemmCutlass::create_dense(l->gin_, N, l->K_al_, l->w_.get()));
+    }
     return l;
   }
 
   std::string describe() const override {
-    return "dense cuBLASLt " + prec_ + " N=" + std::to_string(N_) + " K=" + std::to_string(K_);
+    return std::string(cg_ ? "dense CUTLASS " : "dense cuBLASLt ") + prec_ +
+           " N=" + std::to_string(N_) + " K=" + std::to_string(K_);
   }
 
   Status reserve(int64_t M) override {
@@ -123,6 +175,7 @@ class DenseLinear final : public GpuLinear {
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
+    if (cg_) return cg_->run(xq_.get(), d, M, N_ld_, S(stream));  // d == acc_
     const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
     int algo = -1;
     if (tuning_)
@@ -144,8 +197,17 @@ class DenseLinear final : public GpuLinear {
         has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_, S(stream));
   }
 
+  // CUTLASS with bf16 activations: GEMM + dequant + bias in one kernel.
+  bool fused() const { return cg_ && act_ == DType::kBF16; }
+  Status run_fused(void* y, int64_t M, void* stream) {
+    return cutlass_fused_forward(*cg_, xq_.get(), sx_.as<float>(), sw_.as<float>(),
+                                 has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_ld_,
+                                 yscratch_, S(stream));
+  }
+
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
+    if (fused()) return run_fused(y, M, stream);
     if (q_ == QuantMode::kNone) {
       // W16A16: the GEMM writes y; a bias is added in place.
       SS_RETURN_IF_ERROR(gemm_into(y, M, stream));
@@ -172,6 +234,8 @@ class DenseLinear final : public GpuLinear {
   Status forward_prepared(void* y, int64_t M, void* stream) override {
     if (q_ == QuantMode::kNone)
       return unsupported("dense W16A16 linear has no prologue to fuse: call forward");
+    SS_RETURN_IF_ERROR(reserve(M));
+    if (fused()) return run_fused(y, M, stream);
     SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
@@ -181,15 +245,17 @@ class DenseLinear final : public GpuLinear {
   }
 
   Expected<int> gemm_configs(int64_t M) override {
+    if (cg_) return 1;  // one compiled CUTLASS configuration
     return gemm_->candidates(M, N_gemm_, K_al_, N_ld_, 16);
   }
   TuneEntry config(int64_t M, int index, int) const override {
-    TuneEntry e{"cublaslt", prec_, "dense", N_, K_, TuningTable::bucket(M)};
+    TuneEntry e{cg_ ? "cutlass" : "cublaslt", prec_, "dense", N_, K_, TuningTable::bucket(M)};
     e.algo_index = index;
     return e;
   }
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
+    if (cg_) return gemm_into(acc_.get(), M, stream);
     const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
     return gemm_->run(w_.get(), xin, acc_.get(), M, N_gemm_, K_al_, N_ld_, e ? e->algo_index : -1,
                       S(stream));
@@ -207,7 +273,8 @@ class DenseLinear final : public GpuLinear {
   std::string prec_;
   const void* x_ = nullptr;
   std::unique_ptr<GemmDense> gemm_;
-  DeviceBuffer w_, sw_, bias_, xq_, sx_, acc_;
+  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS backend (then gemm_ is null)
+  DeviceBuffer w_, sw_, bias_, xq_, sx_, acc_, yscratch_;
 };
 
 // ---- sparse layer ----
@@ -226,6 +293,12 @@ class SparseLinear final : public GpuLinear {
     if (q != QuantMode::kNone && static_cast<int64_t>(w.scales.size()) != w.N)
       return invalid_argument("sparse linear: weight_scale has " + std::to_string(w.scales.size()) +
                               " entries, expected " + std::to_string(w.N));
+    SS_ASSIGN_OR_RETURN(GemmBackend be,
+                        resolve_backend(cfg.sparse_backend, "SLIDESPARSE_SPARSE_BACKEND"));
+    const bool cut = be == GemmBackend::kCutlass;
+    if (cut && q == QuantMode::kNone)
+      return unsupported("sparse linear: the CUTLASS backend runs int8 and fp8 only, not " +
+                         precision_name(cfg.act_dtype, q));
     SS_RETURN_IF_ERROR(check_device());
     std::unique_ptr<SparseLinear> l(new SparseLinear());
     l->N_ = w.N;
@@ -238,7 +311,8 @@ class SparseLinear final : public GpuLinear {
     l->tuning_ = cfg.tuning;
     l->prec_ = precision_name(cfg.act_dtype, q);
     l->align_ = gemm_align(gin);
-    l->K_out_ = w.pattern.k_lifted_aligned(w.K, l->align_);
+    // CUTLASS: K' padded to 64 (whole sparse metadata blocks of 8-bit operands).
+    l->K_out_ = w.pattern.k_lifted_aligned(w.K, cut ? 64 : l->align_);
     l->N_pad_ = round_up(w.N, l->align_);
     cudaStream_t s = S(cfg.stream);
     DeviceBuffer vals, masks, wslided;
@@ -249,19 +323,25 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(kernels::launch_slide_build(gin, w.pattern, vals.get(), masks.as<uint16_t>(),
                                                    w.N, w.K, wslided.get(), l->N_pad_, l->K_out_,
                                                    s));
-    SS_ASSIGN_OR_RETURN(l->gemm_,
-                        GemmSparse24::create(gin, l->N_pad_, l->K_out_, wslided.get(), s));
+    if (cut) {
+      SS_ASSIGN_OR_RETURN(
+          l->cg_, GemmCutlass::create_sparse(gin, w.N, l->K_out_, l->K_out_, wslided.get(), s));
+    } else {
+      SS_ASSIGN_OR_RETURN(l->gemm_,
+                          GemmSparse24::create(gin, l->N_pad_, l->K_out_, wslided.get(), s));
+    }
     if (q != QuantMode::kNone)
-      SS_RETURN_IF_ERROR(upload(l->sw_, w.scales.data(), w.N * sizeof(float), s));
-    if (bias) SS_RETURN_IF_ERROR(upload(l->bias_, bias, w.N * sizeof(float), s));
+      SS_RETURN_IF_ERROR(upload_padded(l->sw_, w.scales.data(), w.N, l->N_pad_, 1.0f, s));
+    if (bias) SS_RETURN_IF_ERROR(upload_padded(l->bias_, bias, w.N, l->N_pad_, 0.0f, s));
     l->has_bias_ = bias != nullptr;
     SS_CUDA_TRY(cudaStreamSynchronize(s));
     return l;
   }
 
   std::string describe() const override {
-    return "sparse cuSPARSELt " + prec_ + " " + p_.str() + " N=" + std::to_string(N_) +
-           " K=" + std::to_string(K_) + " K'=" + std::to_string(K_out_);
+    return std::string(cg_ ? "sparse CUTLASS " : "sparse cuSPARSELt ") + prec_ + " " + p_.str() +
+           " N=" + std::to_string(N_) + " K=" + std::to_string(K_) +
+           " K'=" + std::to_string(K_out_);
   }
   int64_t k_lifted() const { return K_out_; }
 
@@ -298,6 +378,7 @@ class SparseLinear final : public GpuLinear {
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
+    if (cg_) return cg_->run(xq_.get(), d, M, N_pad_, S(stream));  // d == acc_
     return gemm_->run(xq_.get(), d, round_up(M, align_), algo_for(M), S(stream));
   }
   Status run_gemm(int64_t M, void* stream) override {
@@ -331,7 +412,11 @@ class SparseLinear final : public GpuLinear {
   }
   Status forward_prepared(void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
+    if (cg_ && act_ == DType::kBF16)  // CUTLASS: GEMM + dequant + bias in one kernel
+      return cutlass_fused_forward(*cg_, xq_.get(), sx_.as<float>(), sw_.as<float>(),
+                                   has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_pad_,
+                                   yscratch_, S(stream));
+    if (!cg_ && q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
       return gemm_into(y, M, stream);  // W16A16 with no padding: the GEMM writes y directly
     SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
     return run_epilogue(y, M, stream);
@@ -343,23 +428,26 @@ class SparseLinear final : public GpuLinear {
 
   Expected<int> gemm_configs(int64_t M) override {
     SS_RETURN_IF_ERROR(reserve(M));
+    if (cg_) return 1;  // one compiled CUTLASS configuration
     SS_ASSIGN_OR_RETURN(int max_id, gemm_->max_alg_id(round_up(M, align_)));
     return max_id + 1;
   }
   TuneEntry config(int64_t M, int index, int split_k) const override {
-    TuneEntry e{"cusparselt", prec_, p_.str(), N_, K_, TuningTable::bucket(M)};
+    TuneEntry e{cg_ ? "cutlass" : "cusparselt", prec_, p_.str(), N_, K_, TuningTable::bucket(M)};
     e.alg_id = index;
     e.split_k = split_k;
     return e;
   }
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
+    if (cg_) return gemm_into(acc_.get(), M, stream);
     SparseAlgo a;
     if (e) a = SparseAlgo{e->alg_id, e->split_k, e->split_k_mode, e->split_k_buffers};
     return gemm_->run(xq_.get(), acc_.get(), round_up(M, align_), a, S(stream));
   }
   Expected<TuneEntry> search_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
+    if (cg_) return unsupported("sparse CUTLASS linear: no library search (one configuration)");
     // Measured on H100 + cuSPARSELt 0.8.0: the search on fp16 operands fails with
     // CUSPARSE_STATUS_INTERNAL_ERROR and leaves the CUDA context unusable. Never call it there.
     if (gin_ == DType::kF16)
@@ -383,7 +471,8 @@ class SparseLinear final : public GpuLinear {
   const TuningTable* tuning_ = nullptr;
   std::string prec_;
   std::unique_ptr<GemmSparse24> gemm_;
-  DeviceBuffer sw_, bias_, xq_, sx_, acc_;
+  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS backend (then gemm_ is null)
+  DeviceBuffer sw_, bias_, xq_, sx_, acc_, yscratch_;
 };
 
 // ---- auto layer ----

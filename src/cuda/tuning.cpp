@@ -27,6 +27,25 @@ const char* linear_mode_name(LinearMode m) {
   }
 }
 
+Expected<GemmBackend> gemm_backend_parse(std::string_view s) {
+  if (s == "default") return GemmBackend::kDefault;
+  if (s == "library" || s == "cusparselt" || s == "cublaslt") return GemmBackend::kLibrary;
+  if (s == "cutlass") return GemmBackend::kCutlass;
+  return invalid_argument("GEMM backend '" + std::string(s) +
+                          "': expected cutlass, library (cusparselt / cublaslt) or default");
+}
+
+const char* gemm_backend_name(GemmBackend b) {
+  switch (b) {
+    case GemmBackend::kLibrary:
+      return "library";
+    case GemmBackend::kCutlass:
+      return "cutlass";
+    default:
+      return "default";
+  }
+}
+
 std::string precision_name(DType act, QuantMode q) {
   if (q == QuantMode::kInt8) return "int8";
   if (q == QuantMode::kFp8) return "fp8";
