@@ -8,6 +8,8 @@
 // D = W * X^T is column-major N x M, i.e. row-major [M, ldd] = Y. No CUTLASS types here: the
 // kernels live in src/cuda/cutlass/ (built with -DSLIDESPARSE_CUTLASS=ON, 90a only).
 // Contract: can_implement -> (workspace, initialize: cached per shape and pointers) -> run(stream).
+// Each object holds kConfigs compiled configurations (tile / cluster / schedule) over one weight;
+// `config` picks one (0 = the default), so callers can tune per shape like the library backends.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -51,17 +53,20 @@ class GemmCutlass {
   int64_t N_gemm() const { return n_gemm(N_); }
   int64_t K_pad() const { return K_pad_; }
   bool sparse() const { return sparse_; }
+  static constexpr int kConfigs = 2;
   virtual std::string describe() const = 0;
+  virtual std::string config_name(int config) const = 0;
   virtual size_t weight_bytes() const = 0;  // compressed values + metadata (sparse) or dense
 
   // Ok iff a GEMM of M tokens with these leading dimensions can run (M >= 1, ldd >= N_gemm and a
   // multiple of 4 (acc) or 8 (fused)).
   Status can_implement(int64_t M, int64_t ldd, bool fused) const;
   // GEMM only. x: [M, K_pad] (ld K_pad); d: [M, ldd] I32/F32, columns [0, N_gemm) written.
-  virtual Status run(const void* x, void* d, int64_t M, int64_t ldd, cudaStream_t stream) = 0;
+  virtual Status run(const void* x, void* d, int64_t M, int64_t ldd, int config,
+                     cudaStream_t stream) = 0;
   // Fused dequant + bias, bf16 out. y: [M, ldy], columns [0, N_gemm) written.
   virtual Status run_fused(const void* x, const CutlassEpilogue& e, void* y, int64_t M, int64_t ldy,
-                           cudaStream_t stream) = 0;
+                           int config, cudaStream_t stream) = 0;
 
  protected:
   GemmCutlass() = default;

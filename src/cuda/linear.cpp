@@ -76,16 +76,26 @@ Status upload_padded(DeviceBuffer& b, const float* host, int64_t n, int64_t n_pa
 // CUTLASS GEMM with the fused dequant + bias epilogue into y [M, N] bf16. The kernel writes
 // N_gemm = round_up(N, 8) columns with 16-byte aligned rows: other N go through `scratch`
 // [M, ld_scratch] and a 2D copy.
-Status cutlass_fused_forward(GemmCutlass& g, const void* xq, const float* sx, const float* sw,
-                             const float* bias, void* y, int64_t M, int64_t N, int64_t ld_scratch,
-                             DeviceBuffer& scratch, cudaStream_t s) {
+Status cutlass_fused_forward(GemmCutlass& g, int config, const void* xq, const float* sx,
+                             const float* sw, const float* bias, void* y, int64_t M, int64_t N,
+                             int64_t ld_scratch, DeviceBuffer& scratch, cudaStream_t s) {
   CutlassEpilogue e{sx, sw, bias};
-  if (N % 8 == 0) return g.run_fused(xq, e, y, M, N, s);
+  if (N % 8 == 0) return g.run_fused(xq, e, y, M, N, config, s);
   SS_RETURN_IF_ERROR(scratch.reserve(static_cast<size_t>(M * ld_scratch) * 2));
-  SS_RETURN_IF_ERROR(g.run_fused(xq, e, scratch.get(), M, ld_scratch, s));
+  SS_RETURN_IF_ERROR(g.run_fused(xq, e, scratch.get(), M, ld_scratch, config, s));
   SS_CUDA_TRY(cudaMemcpy2DAsync(y, N * 2, scratch.get(), ld_scratch * 2, N * 2, M,
                                 cudaMemcpyDeviceToDevice, s));
   return Status::Ok();
+}
+
+// The CUTLASS configuration for M tokens: the tuned one ("cutlass" entries, nearest bucket),
+// else configuration 0.
+int cutlass_config(const TuningTable* t, const std::string& prec, const std::string& pattern,
+                   int64_t N, int64_t K, int64_t M) {
+  if (t)
+    if (const TuneEntry* e = t->find_nearest("cutlass", prec, pattern, N, K, M))
+      if (e->algo_index >= 0 && e->algo_index < GemmCutlass::kConfigs) return e->algo_index;
+  return 0;
 }
 
 Status copy_to_host(const DeviceBuffer& acc, DType t, int64_t M, int64_t N, int64_t ld, void* host,
@@ -175,7 +185,9 @@ class DenseLinear final : public GpuLinear {
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    if (cg_) return cg_->run(xq_.get(), d, M, N_ld_, S(stream));  // d == acc_
+    if (cg_)  // d == acc_
+      return cg_->run(xq_.get(), d, M, N_ld_, cutlass_config(tuning_, prec_, "dense", N_, K_, M),
+                      S(stream));
     const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
     int algo = -1;
     if (tuning_)
@@ -200,7 +212,8 @@ class DenseLinear final : public GpuLinear {
   // CUTLASS with bf16 activations: GEMM + dequant + bias in one kernel.
   bool fused() const { return cg_ && act_ == DType::kBF16; }
   Status run_fused(void* y, int64_t M, void* stream) {
-    return cutlass_fused_forward(*cg_, xq_.get(), sx_.as<float>(), sw_.as<float>(),
+    return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, "dense", N_, K_, M),
+                                 xq_.get(), sx_.as<float>(), sw_.as<float>(),
                                  has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_ld_,
                                  yscratch_, S(stream));
   }
@@ -245,7 +258,7 @@ class DenseLinear final : public GpuLinear {
   }
 
   Expected<int> gemm_configs(int64_t M) override {
-    if (cg_) return 1;  // one compiled CUTLASS configuration
+    if (cg_) return GemmCutlass::kConfigs;
     return gemm_->candidates(M, N_gemm_, K_al_, N_ld_, 16);
   }
   TuneEntry config(int64_t M, int index, int) const override {
@@ -255,7 +268,10 @@ class DenseLinear final : public GpuLinear {
   }
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_) return gemm_into(acc_.get(), M, stream);
+    if (cg_)
+      return cg_->run(xq_.get(), acc_.get(), M, N_ld_,
+                      e ? e->algo_index : cutlass_config(tuning_, prec_, "dense", N_, K_, M),
+                      S(stream));
     const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
     return gemm_->run(w_.get(), xin, acc_.get(), M, N_gemm_, K_al_, N_ld_, e ? e->algo_index : -1,
                       S(stream));
@@ -378,7 +394,9 @@ class SparseLinear final : public GpuLinear {
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    if (cg_) return cg_->run(xq_.get(), d, M, N_pad_, S(stream));  // d == acc_
+    if (cg_)  // d == acc_
+      return cg_->run(xq_.get(), d, M, N_pad_, cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
+                      S(stream));
     return gemm_->run(xq_.get(), d, round_up(M, align_), algo_for(M), S(stream));
   }
   Status run_gemm(int64_t M, void* stream) override {
@@ -413,7 +431,8 @@ class SparseLinear final : public GpuLinear {
   Status forward_prepared(void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
     if (cg_ && act_ == DType::kBF16)  // CUTLASS: GEMM + dequant + bias in one kernel
-      return cutlass_fused_forward(*cg_, xq_.get(), sx_.as<float>(), sw_.as<float>(),
+      return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
+                                   xq_.get(), sx_.as<float>(), sw_.as<float>(),
                                    has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_pad_,
                                    yscratch_, S(stream));
     if (!cg_ && q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
@@ -428,7 +447,7 @@ class SparseLinear final : public GpuLinear {
 
   Expected<int> gemm_configs(int64_t M) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_) return 1;  // one compiled CUTLASS configuration
+    if (cg_) return GemmCutlass::kConfigs;
     SS_ASSIGN_OR_RETURN(int max_id, gemm_->max_alg_id(round_up(M, align_)));
     return max_id + 1;
   }
@@ -440,14 +459,18 @@ class SparseLinear final : public GpuLinear {
   }
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_) return gemm_into(acc_.get(), M, stream);
+    if (cg_)
+      return cg_->run(xq_.get(), acc_.get(), M, N_pad_,
+                      e ? e->algo_index : cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
+                      S(stream));
     SparseAlgo a;
     if (e) a = SparseAlgo{e->alg_id, e->split_k, e->split_k_mode, e->split_k_buffers};
     return gemm_->run(xq_.get(), acc_.get(), round_up(M, align_), a, S(stream));
   }
   Expected<TuneEntry> search_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_) return unsupported("sparse CUTLASS linear: no library search (one configuration)");
+    if (cg_)
+      return unsupported("sparse CUTLASS linear: no library search (time the configurations)");
     // Measured on H100 + cuSPARSELt 0.8.0: the search on fp16 operands fails with
     // CUSPARSE_STATUS_INTERNAL_ERROR and leaves the CUDA context unusable. Never call it there.
     if (gin_ == DType::kF16)

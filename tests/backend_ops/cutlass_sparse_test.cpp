@@ -91,9 +91,10 @@ float epilogue_ref(float acc, float sx, float sw, float b) {
   return u + b;
 }
 
-// GEMM only and fused, against the CPU reference, for one GEMM object.
-void check_gemm(cuda::GemmCutlass& g, const std::vector<uint8_t>& w, const Shape3& s,
+// GEMM only and fused, against the CPU reference, for one configuration of a GEMM object.
+void check_gemm(cuda::GemmCutlass& g, int config, const std::vector<uint8_t>& w, const Shape3& s,
                 uint64_t seed) {
+  SCOPED_TRACE("config " + std::to_string(config) + ": " + g.config_name(config));
   const DType t = g.in_dtype();
   const int64_t M = s.M, N = s.N, K = s.K, Ng = g.N_gemm();
   auto x = random_codes(t, M, K, seed);
@@ -109,7 +110,7 @@ void check_gemm(cuda::GemmCutlass& g, const std::vector<uint8_t>& w, const Shape
   // GEMM only: d [M, ldd], ldd > N_gemm to check that the kernel keeps to its columns.
   const int64_t ldd = round_up(Ng, 4) + 4;
   auto dd = poisoned(static_cast<size_t>(M * ldd) * 4, 0x7F);
-  SS_ASSERT_OK(g.run(dx.get(), dd.get(), M, ldd, nullptr));
+  SS_ASSERT_OK(g.run(dx.get(), dd.get(), M, ldd, config, nullptr));
   auto d = to_host<uint32_t>(dd, M * ldd);
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t n = 0; n < N; ++n) {
@@ -141,7 +142,7 @@ void check_gemm(cuda::GemmCutlass& g, const std::vector<uint8_t>& w, const Shape
     auto dy = poisoned(static_cast<size_t>(M * ldy) * 2, 0xFF);
     cuda::CutlassEpilogue e{dsx.as<float>(), dsw.as<float>(),
                             with_bias ? dbias.as<float>() : nullptr};
-    SS_ASSERT_OK(g.run_fused(dx.get(), e, dy.get(), M, ldy, nullptr));
+    SS_ASSERT_OK(g.run_fused(dx.get(), e, dy.get(), M, ldy, config, nullptr));
     auto y = to_host<uint16_t>(dy, M * ldy);
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) {
@@ -173,7 +174,7 @@ TEST(Sm90_CutlassSparseGemm_TN, Int8AndFp8GemmOnlyAndFused) {
       EXPECT_TRUE((*g)->sparse());
       EXPECT_LT((*g)->weight_bytes(), w.size());  // compressed values + metadata
       dw.reset();                                 // the dense copy is not needed any more
-      check_gemm(**g, w, s, ++seed);
+      for (int c = 0; c < cuda::GemmCutlass::kConfigs; ++c) check_gemm(**g, c, w, s, ++seed);
     }
 }
 
@@ -191,7 +192,7 @@ TEST(Sm90_CutlassDenseGemm_TN, Int8AndFp8GemmOnlyAndFused) {
       auto g = cuda::GemmCutlass::create_dense(t, s.N, s.K, dw.get());
       SS_ASSERT_OK(g.status());
       EXPECT_FALSE((*g)->sparse());
-      check_gemm(**g, w, s, ++seed);
+      for (int c = 0; c < cuda::GemmCutlass::kConfigs; ++c) check_gemm(**g, c, w, s, ++seed);
     }
 }
 
@@ -238,27 +239,36 @@ TEST(Sm90_CutlassLinear_int8, MatchesLibraryBackendBitForBit) {
       LinearConfig lib, cut;
       lib.sparse_backend = lib.dense_backend = GemmBackend::kLibrary;
       cut.sparse_backend = cut.dense_backend = GemmBackend::kCutlass;
-      for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
-        SCOPED_TRACE(linear_mode_name(mode));
-        auto lc = make_linear(mode, *w, bias.data(), cut);
-        SS_ASSERT_OK(lc.status());
-        EXPECT_NE((*lc)->describe().find("CUTLASS"), std::string::npos) << (*lc)->describe();
-        auto ll = make_linear(mode, *w, bias.data(), lib);
-        SS_ASSERT_OK(ll.status());
-        EXPECT_EQ(layer_acc(**lc, a, c.M, c.N), accref);
-        auto yc = layer_forward(**lc, a, c.M, c.N);  // fused epilogue
-        auto yl = layer_forward(**ll, a, c.M, c.N);  // GEMM + epilogue kernel
-        ASSERT_EQ(yc, yl);
-        for (size_t i = 0; i < yref.size(); ++i)
-          ASSERT_LE(std::abs(ordered16(yc[i]) - ordered16(float_to_bf16(yref[i]))), 1)
-              << "output " << i;
-        // forward_prepared after the prologue: the same bytes.
-        auto dx = to_device(a.raw);
-        auto dy = poisoned(static_cast<size_t>(c.M * c.N) * 2, 0xFF);
-        SS_ASSERT_OK((*lc)->run_prologue(dx.get(), c.M, nullptr));
-        SS_ASSERT_OK((*lc)->forward_prepared(dy.get(), c.M, nullptr));
-        EXPECT_EQ(to_host<uint16_t>(dy, c.M * c.N), yc);
-      }
+      // Each CUTLASS configuration, chosen through the tuning table as `bench kernel` does.
+      for (int cfg = 0; cfg < cuda::GemmCutlass::kConfigs; ++cfg)
+        for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
+          SCOPED_TRACE(std::string(linear_mode_name(mode)) + " config " + std::to_string(cfg));
+          TuningTable tt;
+          TuneEntry te{"cutlass", "int8", ps, c.N, c.K, TuningTable::bucket(c.M)};
+          te.algo_index = cfg;
+          tt.put(te);
+          te.pattern = "dense";
+          tt.put(te);
+          cut.tuning = &tt;
+          auto lc = make_linear(mode, *w, bias.data(), cut);
+          SS_ASSERT_OK(lc.status());
+          EXPECT_NE((*lc)->describe().find("CUTLASS"), std::string::npos) << (*lc)->describe();
+          auto ll = make_linear(mode, *w, bias.data(), lib);
+          SS_ASSERT_OK(ll.status());
+          EXPECT_EQ(layer_acc(**lc, a, c.M, c.N), accref);
+          auto yc = layer_forward(**lc, a, c.M, c.N);  // fused epilogue
+          auto yl = layer_forward(**ll, a, c.M, c.N);  // GEMM + epilogue kernel
+          ASSERT_EQ(yc, yl);
+          for (size_t i = 0; i < yref.size(); ++i)
+            ASSERT_LE(std::abs(ordered16(yc[i]) - ordered16(float_to_bf16(yref[i]))), 1)
+                << "output " << i;
+          // forward_prepared after the prologue: the same bytes.
+          auto dx = to_device(a.raw);
+          auto dy = poisoned(static_cast<size_t>(c.M * c.N) * 2, 0xFF);
+          SS_ASSERT_OK((*lc)->run_prologue(dx.get(), c.M, nullptr));
+          SS_ASSERT_OK((*lc)->forward_prepared(dy.get(), c.M, nullptr));
+          EXPECT_EQ(to_host<uint16_t>(dy, c.M * c.N), yc);
+        }
     }
 }
 
@@ -314,8 +324,10 @@ TEST(Sm90_CutlassLinear, BadInputIsOneClearError) {
   SS_ASSERT_OK(g.status());
   cuda::DeviceBuffer d;
   ASSERT_TRUE(d.reserve(64 * 64 * 4).ok());
-  EXPECT_EQ((*g)->run(w.get(), d.get(), 4, 62, nullptr).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ((*g)->run(w.get(), d.get(), 0, 64, nullptr).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*g)->run(w.get(), d.get(), 4, 62, 0, nullptr).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*g)->run(w.get(), d.get(), 0, 64, 0, nullptr).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*g)->run(w.get(), d.get(), 4, 64, cuda::GemmCutlass::kConfigs, nullptr).code(),
+            StatusCode::kInvalidArgument);
 
   auto wf = random_f32(32 * 64, 9);
   auto w16 = nm_compress(wf.data(), 32, 64, Pattern{6, 8}, PruneMethod::kMagnitude, nullptr,

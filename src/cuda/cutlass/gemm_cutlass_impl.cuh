@@ -190,12 +190,109 @@ inline int sm_count() {
   return n;
 }
 
+// The operands one configuration runs on: the compressed weight (sparse) or the dense weight.
+struct WeightView {
+  const void* w = nullptr;    // dense [N_gemm, K_pad]
+  const void* a_c = nullptr;  // sparse: compressed values
+  const void* e = nullptr;    // sparse: metadata
+};
+
+// One configuration: its two kernels (GEMM only, fused) and their initialized plans.
 template <class Cfg>
-class CutlassGemmImpl final : public GemmCutlass {
+class Runner {
   using KA = Kernel<Cfg, false>;
   using KF = Kernel<Cfg, true>;
   using ElementAB = typename Cfg::ElementAB;
+
+ public:
+  static std::string name() {
+    return std::string(
+               std::is_same_v<typename Cfg::KernelSchedule,
+                              cutlass::gemm::KernelTmaWarpSpecializedPingpong> ||
+                       std::is_same_v<typename Cfg::KernelSchedule,
+                                      cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum>
+                   ? "pingpong "
+                   : "cooperative ") +
+           std::to_string(size<0>(typename Cfg::TileShape{})) + "x" +
+           std::to_string(size<1>(typename Cfg::TileShape{})) + "x" +
+           std::to_string(size<2>(typename Cfg::TileShape{})) + " cluster " +
+           std::to_string(size<0>(typename Cfg::ClusterShape{})) + "x" +
+           std::to_string(size<1>(typename Cfg::ClusterShape{}));
+  }
+
+  Status run(const WeightView& wv, int64_t N_gemm, int64_t K_pad, const void* x, void* d, int64_t M,
+             int64_t ldd, cudaStream_t stream) {
+    typename KA::Gemm::Arguments args = make_args<KA>(wv, N_gemm, K_pad, x, d, M, ldd);
+    args.epilogue.thread.alpha = typename KA::ElementCompute(1);
+    args.epilogue.thread.beta = typename KA::ElementCompute(0);
+    SS_ASSIGN_OR_RETURN(auto* g,
+                        acc_plans_.get({M, ldd, x, d, nullptr, nullptr, nullptr}, args, stream));
+    SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
+    SS_CUDA_TRY(cudaGetLastError());
+    return Status::Ok();
+  }
+
+  Status run_fused(const WeightView& wv, int64_t N_gemm, int64_t K_pad, const void* x,
+                   const CutlassEpilogue& e, void* y, int64_t M, int64_t ldy, cudaStream_t stream) {
+    typename KF::Gemm::Arguments args = make_args<KF>(wv, N_gemm, K_pad, x, y, M, ldy);
+    args.epilogue.thread = DequantBiasEvt<typename Cfg::TileShape>::args(e);
+    SS_ASSIGN_OR_RETURN(auto* g,
+                        fused_plans_.get({M, ldy, x, y, e.s_x, e.s_w, e.bias}, args, stream));
+    SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
+    SS_CUDA_TRY(cudaGetLastError());
+    return Status::Ok();
+  }
+
+ private:
+  template <class K>
+  static typename K::Gemm::Arguments make_args(const WeightView& wv, int64_t N_gemm, int64_t K_pad,
+                                               const void* x, void* d, int64_t M, int64_t ldd) {
+    using ED = typename K::ElementD;
+    const int m = static_cast<int>(N_gemm), n = static_cast<int>(M), k = static_cast<int>(K_pad);
+    auto problem = cute::Shape<int, int, int, int>{m, n, k, 1};
+    // B = X [tokens, K] (K-major); D column-major [channels, tokens] with ld ldd.
+    typename K::StrideB sb = cute::make_stride(int64_t(k), cute::_1{}, int64_t(0));
+    typename K::StrideD sd = cute::make_stride(cute::_1{}, int64_t(ldd), int64_t(0));
+    typename K::StrideC sc{};
+    typename K::Gemm::Arguments args{};
+    args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
+    args.problem_shape = problem;
+    if constexpr (Cfg::kSparse) {
+      using SparseConfig = typename K::CollectiveMainloop::SparseConfig;
+      args.mainloop = {static_cast<const ElementAB*>(wv.a_c),
+                       SparseConfig::fill_layoutA(problem),
+                       static_cast<const ElementAB*>(x),
+                       sb,
+                       static_cast<const typename K::CollectiveMainloop::ElementE*>(wv.e),
+                       SparseConfig::fill_layoutE(problem)};
+    } else {
+      typename K::StrideA sa = cute::make_stride(int64_t(k), cute::_1{}, int64_t(0));
+      args.mainloop = {static_cast<const ElementAB*>(wv.w), sa, static_cast<const ElementAB*>(x),
+                       sb};
+    }
+    args.epilogue.ptr_C = nullptr;
+    args.epilogue.dC = sc;
+    args.epilogue.ptr_D = static_cast<ED*>(d);
+    args.epilogue.dD = sd;
+    args.hw_info.device_id = 0;
+    args.hw_info.sm_count = sm_count();
+    return args;
+  }
+
+  PlanCache<KA> acc_plans_;
+  PlanCache<KF> fused_plans_;
+};
+
+// Two configurations of one dtype and kind over one weight (configuration 0 is the default).
+// Sparse: both must share the compressed layout (same SparseConfig: tile K >= 128).
+template <class Cfg0, class Cfg1>
+class CutlassGemmImpl final : public GemmCutlass {
+  using Cfg = Cfg0;
+  using KA = Kernel<Cfg0, false>;
+  using ElementAB = typename Cfg::ElementAB;
   using Mainloop = typename KA::CollectiveMainloop;
+  static_assert(std::is_same_v<ElementAB, typename Cfg1::ElementAB> &&
+                Cfg0::kSparse == Cfg1::kSparse);
 
  public:
   // Sparse: compresses rows [0, N_gemm) of w (ld ld_w). Dense: keeps the pointer.
@@ -209,88 +306,56 @@ class CutlassGemmImpl final : public GemmCutlass {
     g->sparse_ = Cfg::kSparse;
     if constexpr (Cfg::kSparse) {
       SS_RETURN_IF_ERROR(g->compress(ld_w, w, stream));
+      g->wv_.a_c = g->a_c_.get();
+      g->wv_.e = g->e_.get();
     } else {
-      g->w_ = w;
+      g->wv_.w = w;
     }
     return std::unique_ptr<GemmCutlass>(std::move(g));
   }
 
   std::string describe() const override {
     return std::string("CUTLASS sm90 ") + (Cfg::kSparse ? "2:4 sparse " : "dense ") +
-           dtype_name(in_) + " tile " + std::to_string(size<0>(typename Cfg::TileShape{})) + "x" +
-           std::to_string(size<1>(typename Cfg::TileShape{})) + "x" +
-           std::to_string(size<2>(typename Cfg::TileShape{})) + " cluster " +
-           std::to_string(size<0>(typename Cfg::ClusterShape{})) + "x" +
-           std::to_string(size<1>(typename Cfg::ClusterShape{}));
+           dtype_name(in_) + " {" + Runner<Cfg0>::name() + " | " + Runner<Cfg1>::name() + "}";
+  }
+  std::string config_name(int c) const override {
+    return c == 1 ? Runner<Cfg1>::name() : Runner<Cfg0>::name();
   }
   size_t weight_bytes() const override {
     return Cfg::kSparse ? a_c_.bytes() + e_.bytes()
                         : static_cast<size_t>(N_gemm() * K_pad_) * sizeof(ElementAB);
   }
 
-  Status run(const void* x, void* d, int64_t M, int64_t ldd, cudaStream_t stream) override {
+  Status run(const void* x, void* d, int64_t M, int64_t ldd, int config,
+             cudaStream_t stream) override {
     SS_RETURN_IF_ERROR(can_implement(M, ldd, false));
-    typename KA::Gemm::Arguments args = make_args<KA>(x, d, M, ldd);
-    args.epilogue.thread.alpha = typename KA::ElementCompute(1);
-    args.epilogue.thread.beta = typename KA::ElementCompute(0);
-    SS_ASSIGN_OR_RETURN(auto* g,
-                        acc_plans_.get({M, ldd, x, d, nullptr, nullptr, nullptr}, args, stream));
-    SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
-    SS_CUDA_TRY(cudaGetLastError());
-    return Status::Ok();
+    SS_RETURN_IF_ERROR(check_config(config));
+    if (config == 1) return r1_.run(wv_, N_gemm(), K_pad_, x, d, M, ldd, stream);
+    return r0_.run(wv_, N_gemm(), K_pad_, x, d, M, ldd, stream);
   }
 
   Status run_fused(const void* x, const CutlassEpilogue& e, void* y, int64_t M, int64_t ldy,
-                   cudaStream_t stream) override {
+                   int config, cudaStream_t stream) override {
     SS_RETURN_IF_ERROR(can_implement(M, ldy, true));
+    SS_RETURN_IF_ERROR(check_config(config));
     if (!e.s_x || !e.s_w) return invalid_argument("CUTLASS fused GEMM: s_x and s_w are required");
-    typename KF::Gemm::Arguments args = make_args<KF>(x, y, M, ldy);
-    args.epilogue.thread = DequantBiasEvt<typename Cfg::TileShape>::args(e);
-    SS_ASSIGN_OR_RETURN(auto* g,
-                        fused_plans_.get({M, ldy, x, y, e.s_x, e.s_w, e.bias}, args, stream));
-    SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
-    SS_CUDA_TRY(cudaGetLastError());
-    return Status::Ok();
+    if (config == 1) return r1_.run_fused(wv_, N_gemm(), K_pad_, x, e, y, M, ldy, stream);
+    return r0_.run_fused(wv_, N_gemm(), K_pad_, x, e, y, M, ldy, stream);
   }
 
  private:
   CutlassGemmImpl() = default;
-
-  template <class K>
-  typename K::Gemm::Arguments make_args(const void* x, void* d, int64_t M, int64_t ldd) const {
-    using ED = typename K::ElementD;
-    const int m = static_cast<int>(N_gemm()), n = static_cast<int>(M), k = static_cast<int>(K_pad_);
-    auto problem = cute::Shape<int, int, int, int>{m, n, k, 1};
-    // B = X [tokens, K] (K-major); D column-major [channels, tokens] with ld ldd.
-    typename K::StrideB sb = cute::make_stride(int64_t(k), cute::_1{}, int64_t(0));
-    typename K::StrideD sd = cute::make_stride(cute::_1{}, int64_t(ldd), int64_t(0));
-    typename K::StrideC sc{};
-    typename K::Gemm::Arguments args{};
-    args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
-    args.problem_shape = problem;
-    if constexpr (Cfg::kSparse) {
-      using SparseConfig = typename K::CollectiveMainloop::SparseConfig;
-      args.mainloop = {static_cast<const ElementAB*>(a_c_.get()),
-                       SparseConfig::fill_layoutA(problem),
-                       static_cast<const ElementAB*>(x),
-                       sb,
-                       static_cast<const typename K::CollectiveMainloop::ElementE*>(e_.get()),
-                       SparseConfig::fill_layoutE(problem)};
-    } else {
-      typename K::StrideA sa = cute::make_stride(int64_t(k), cute::_1{}, int64_t(0));
-      args.mainloop = {static_cast<const ElementAB*>(w_), sa, static_cast<const ElementAB*>(x), sb};
-    }
-    args.epilogue.ptr_C = nullptr;
-    args.epilogue.dC = sc;
-    args.epilogue.ptr_D = static_cast<ED*>(d);
-    args.epilogue.dD = sd;
-    args.hw_info.device_id = 0;
-    args.hw_info.sm_count = sm_count();
-    return args;
+  static Status check_config(int c) {
+    if (c >= 0 && c < kConfigs) return Status::Ok();
+    return invalid_argument("CUTLASS GEMM: config " + std::to_string(c) + " must be in [0, " +
+                            std::to_string(kConfigs) + ")");
   }
 
   Status compress(int64_t ld_w, const void* w, cudaStream_t stream) {
     if constexpr (Cfg::kSparse) {
+      // Both configurations read the one compressed copy.
+      static_assert(std::is_same_v<typename Mainloop::SparseConfig,
+                                   typename Kernel<Cfg1, false>::CollectiveMainloop::SparseConfig>);
       using ProblemShape = cute::Shape<int, int, int, int>;
       using SparseConfig = typename Mainloop::SparseConfig;
       using StrideA = typename KA::StrideA;
@@ -332,10 +397,10 @@ class CutlassGemmImpl final : public GemmCutlass {
     return Status::Ok();
   }
 
-  const void* w_ = nullptr;  // dense: not owned
-  DeviceBuffer a_c_, e_;     // sparse: compressed values, metadata
-  PlanCache<KA> acc_plans_;
-  PlanCache<KF> fused_plans_;
+  DeviceBuffer a_c_, e_;  // sparse: compressed values, metadata
+  WeightView wv_;         // dense: the caller's weight (not owned)
+  Runner<Cfg0> r0_;
+  Runner<Cfg1> r1_;
 };
 
 }  // namespace slidesparse::cuda::cutlass_impl
