@@ -453,6 +453,10 @@ class SparseLinear final : public GpuLinear {
   }
   TuneEntry config(int64_t M, int index, int split_k) const override {
     TuneEntry e{cg_ ? "cutlass" : "cusparselt", prec_, p_.str(), N_, K_, TuningTable::bucket(M)};
+    if (cg_) {
+      e.algo_index = index;  // the CUTLASS configuration
+      return e;
+    }
     e.alg_id = index;
     e.split_k = split_k;
     return e;

@@ -243,16 +243,25 @@ TEST(Sm90_CutlassLinear_int8, MatchesLibraryBackendBitForBit) {
       for (int cfg = 0; cfg < cuda::GemmCutlass::kConfigs; ++cfg)
         for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
           SCOPED_TRACE(std::string(linear_mode_name(mode)) + " config " + std::to_string(cfg));
-          TuningTable tt;
-          TuneEntry te{"cutlass", "int8", ps, c.N, c.K, TuningTable::bucket(c.M)};
-          te.algo_index = cfg;
-          tt.put(te);
-          te.pattern = "dense";
-          tt.put(te);
+          TuningTable tt;  // filled below from the layer's own tuning hooks
           cut.tuning = &tt;
           auto lc = make_linear(mode, *w, bias.data(), cut);
           SS_ASSERT_OK(lc.status());
           EXPECT_NE((*lc)->describe().find("CUTLASS"), std::string::npos) << (*lc)->describe();
+          ASSERT_EQ(*(*lc)->gemm_configs(c.M), cuda::GemmCutlass::kConfigs);
+          TuneEntry te = (*lc)->config(c.M, cfg, 1);
+          EXPECT_EQ(te.backend, "cutlass");
+          EXPECT_EQ(te.algo_index, cfg);
+          EXPECT_EQ(te.pattern, mode == LinearMode::kSparse ? std::string(ps) : "dense");
+          tt.put(te);
+          {  // run_gemm_config with the entry: the same accumulators
+            auto dx = to_device(a.raw);
+            SS_ASSERT_OK((*lc)->run_prologue(dx.get(), c.M, nullptr));
+            SS_ASSERT_OK((*lc)->run_gemm_config(c.M, &te, nullptr));
+            std::vector<int32_t> acc(c.M * c.N);
+            SS_ASSERT_OK((*lc)->copy_accumulators(c.M, acc.data(), nullptr));
+            EXPECT_EQ(acc, accref);
+          }
           auto ll = make_linear(mode, *w, bias.data(), lib);
           SS_ASSERT_OK(ll.status());
           EXPECT_EQ(layer_acc(**lc, a, c.M, c.N), accref);
