@@ -168,9 +168,11 @@ if [ "$MODE" = e2e ]; then
       e2e_decode_w8.log "$CLI" bench e2e --arch "$ARCH" --mode decode \
       --pattern "${E2E_DECODE_PATTERNS:-$PATS}" --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" \
       --reps "$REPS" --out "$E/decode_w8"
-    if [ -n "${E2E_DECODE_AUTO:-}" ]; then  # e.g. E2E_DECODE_AUTO=6:8 (auto >= 0.98x dense target)
+    # e.g. E2E_DECODE_AUTO=6:8 E2E_TUNING=tuning.json: the `auto >= 0.98x dense` target (auto picks
+    # sparse only where tuning data says it wins: without E2E_TUNING it runs dense throughout)
+    if [ -n "${E2E_DECODE_AUTO:-}" ]; then
       part "bench e2e $ARCH decode auto ($E2E_DECODE_AUTO)" e2e_decode_auto.log "$CLI" bench e2e \
-        --arch "$ARCH" --mode decode --linear-mode auto --pattern "$E2E_DECODE_AUTO" \
+        --arch "$ARCH" --mode decode --linear-mode auto --pattern "dense,$E2E_DECODE_AUTO" \
         --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" --reps "$REPS" --out "$E/decode_auto" \
         ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     fi
