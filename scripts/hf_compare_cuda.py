@@ -8,7 +8,8 @@ tied embeddings and Llama-3 rope scaling, Qwen2 (qkv bias). Each is save_pretrai
      reference) and in bf16 (HF's own bf16 error, for scale).
      Pass: max abs error <= 2% of max |logit|, or no more than 1.5x HF bf16's own error.
   2. greedy generation of 32 tokens from a 16-token prompt: `slidesparse generate DIR --device cuda
-     --tokens ... --max-new-tokens 32 --print-ids` vs HF bf16 model.generate (greedy, exactly 32).
+     --tokens ... --max-new-tokens 32 --print-ids` vs HF bf16 model.generate (greedy, up to 32: both
+     stop at an eos id of config.json).
      Pass: identical ids. A mismatch prints the first differing step and HF fp32's top-2 logit gap
      there (a near-tie explains a flip; it is still reported as a failure).
 Needs torch + transformers and a GPU (the device machine).
@@ -99,8 +100,9 @@ for name, (cls, cfg) in models.items():
     # 2. greedy generation, bf16 dense
     with torch.no_grad():
         p = torch.tensor([prompt], device=dev)
+        # Both sides stop at an eos id of config.json (HF's rule; the eos token is kept).
         hf_gen = m16.generate(input_ids=p, attention_mask=torch.ones_like(p), do_sample=False,
-                              max_new_tokens=a.gen, min_new_tokens=a.gen, pad_token_id=0)[0, 16:].tolist()
+                              max_new_tokens=a.gen, pad_token_id=0)[0, 16:].tolist()
     r = run(["generate", d, "--device", "cuda", "--tokens", ",".join(map(str, prompt)),
              "--max-new-tokens", str(a.gen), "--print-ids"])
     if r.returncode != 0:
