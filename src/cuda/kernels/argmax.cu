@@ -108,8 +108,8 @@ Status launch_argmax(DType t, const void* logits, int64_t ld, int64_t M, int64_t
     return unsupported(std::string("argmax: dtype ") + dtype_name(t) +
                        " not supported (expected BF16, F16 or F32)");
   if (M < 0 || M > 0x7fffffff || V <= 0 || V >= INT_MAX || ld < V)
-    return invalid_argument("argmax: bad sizes M=" + std::to_string(M) + " V=" +
-                            std::to_string(V) + " ld=" + std::to_string(ld) + " (need ld >= V)");
+    return invalid_argument("argmax: bad sizes M=" + std::to_string(M) + " V=" + std::to_string(V) +
+                            " ld=" + std::to_string(ld) + " (need ld >= V)");
   if (M == 0) return Status::Ok();
   if (!logits || !out) return invalid_argument("argmax: logits and out must not be null");
   if (t == DType::kBF16) return launch_t<__nv_bfloat16>(logits, ld, M, V, out, stream);

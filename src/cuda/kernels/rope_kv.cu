@@ -52,10 +52,10 @@ __global__ void rope_kv_kernel(T* __restrict__ qkv, int64_t ld, int H, int KV, i
       const float x1 = to_f32(a.e[k]), x2 = to_f32(b.e[k]);
       const float c = cs[i0 + k], s = sn[i0 + k];
       // x' = T(T(x * cos) + T(rot(x) * sin)), rot(x) = (-x2, x1)
-      o1.e[k] = from_f32<T>(
-          __fadd_rn(round_to<T>(__fmul_rn(x1, c)), round_to<T>(__fmul_rn(-x2, s))));
-      o2.e[k] = from_f32<T>(
-          __fadd_rn(round_to<T>(__fmul_rn(x2, c)), round_to<T>(__fmul_rn(x1, s))));
+      o1.e[k] =
+          from_f32<T>(__fadd_rn(round_to<T>(__fmul_rn(x1, c)), round_to<T>(__fmul_rn(-x2, s))));
+      o2.e[k] =
+          from_f32<T>(__fadd_rn(round_to<T>(__fmul_rn(x2, c)), round_to<T>(__fmul_rn(x1, s))));
     }
     T* dst = src;
     if (h >= H) {
@@ -100,24 +100,24 @@ Status launch_rope_kv(DType t, void* qkv, int64_t ld, int64_t M, int64_t H, int6
   SS_RETURN_IF_ERROR(check_16bit("rope_kv", t));
   if (M < 0 || M > 0x7fffffff || H <= 0 || KV <= 0 || H % KV != 0 || hd <= 0 || hd % 2 != 0 ||
       hd > 2 * kRopeMaxHalf || max_ctx <= 0 || (H + 2 * KV) * hd > ld || (H + KV) * hd > 1 << 30)
-    return invalid_argument("rope_kv: bad sizes M=" + std::to_string(M) + " H=" +
-                            std::to_string(H) + " KV=" + std::to_string(KV) + " hd=" +
-                            std::to_string(hd) + " ld=" + std::to_string(ld) +
+    return invalid_argument("rope_kv: bad sizes M=" + std::to_string(M) +
+                            " H=" + std::to_string(H) + " KV=" + std::to_string(KV) +
+                            " hd=" + std::to_string(hd) + " ld=" + std::to_string(ld) +
                             " (need H % KV == 0, even hd <= 512, ld >= (H + 2 KV) hd)");
   if (M == 0) return Status::Ok();
   if (!qkv || !pos || !slot || !inv_freq || !k_cache || !v_cache)
     return invalid_argument("rope_kv: null pointer argument");
-  const bool vec = hd % 16 == 0 && ld % 8 == 0 && aligned16(qkv) && aligned16(k_cache) &&
-                   aligned16(v_cache);
+  const bool vec =
+      hd % 16 == 0 && ld % 8 == 0 && aligned16(qkv) && aligned16(k_cache) && aligned16(v_cache);
   if (t == DType::kBF16)
-    return vec ? launch_t<__nv_bfloat16, true>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq,
-                                               k_cache, v_cache, max_ctx, stream)
-               : launch_t<__nv_bfloat16, false>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq,
-                                                k_cache, v_cache, max_ctx, stream);
-  return vec ? launch_t<__half, true>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache,
-                                      v_cache, max_ctx, stream)
-             : launch_t<__half, false>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache,
-                                       v_cache, max_ctx, stream);
+    return vec ? launch_t<__nv_bfloat16, true>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache,
+                                               v_cache, max_ctx, stream)
+               : launch_t<__nv_bfloat16, false>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache,
+                                                v_cache, max_ctx, stream);
+  return vec ? launch_t<__half, true>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache, v_cache,
+                                      max_ctx, stream)
+             : launch_t<__half, false>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache, v_cache,
+                                       max_ctx, stream);
 }
 
 }  // namespace slidesparse::cuda::kernels

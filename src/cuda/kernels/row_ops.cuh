@@ -76,9 +76,9 @@ struct RowArgs {
   const void* gu = nullptr;  // [M, ld] gate|up (SwiGLU)
   int64_t ld = 0;
   int64_t M = 0;
-  int C = 0;           // row length (C or F)
-  void* y = nullptr;   // kRowPlain: [M, C]
-  void* out = nullptr; // slot codes / values [M_pad, K_out]
+  int C = 0;            // row length (C or F)
+  void* y = nullptr;    // kRowPlain: [M, C]
+  void* out = nullptr;  // slot codes / values [M_pad, K_out]
   float* scales = nullptr;
   int K_out = 0, m = 4, L = 4, nblk = 0;  // slot geometry (lift pattern, blocks of C)
   float qmax = 127.0f;
@@ -312,13 +312,13 @@ inline bool aligned16(const void* p) {
 inline Status row_slot_setup(const std::string& op, DType t, int64_t M, int64_t C,
                              const InputSlot& s, RowArgs* a, int* out_mode) {
   if (!s.codes)
-    return invalid_argument(op + ": the slot has no codes (a dense W16A16 layer has no prologue: "
-                                 "write the activation and call forward)");
+    return invalid_argument(op +
+                            ": the slot has no codes (a dense W16A16 layer has no prologue: "
+                            "write the activation and call forward)");
   if (s.M_pad < M || s.M_pad > 0x7fffffff)
-    return invalid_argument(op + ": slot M_pad=" + std::to_string(s.M_pad) + " must be >= M=" +
-                            std::to_string(M));
-  if (!aligned16(s.codes))
-    return invalid_argument(op + ": slot codes must be 16-byte aligned");
+    return invalid_argument(op + ": slot M_pad=" + std::to_string(s.M_pad) +
+                            " must be >= M=" + std::to_string(M));
+  if (!aligned16(s.codes)) return invalid_argument(op + ": slot codes must be 16-byte aligned");
   if (s.lifted) SS_RETURN_IF_ERROR(Pattern::validate(s.lift.n, s.lift.m));
   const Pattern p = s.lifted ? s.lift : Pattern{};
   int64_t need = s.lifted ? p.k_lifted(C) : C;
@@ -334,8 +334,8 @@ inline Status row_slot_setup(const std::string& op, DType t, int64_t M, int64_t 
     *out_mode = kRowLift;
   } else {
     if (s.dtype != quant_storage_dtype(s.quant))
-      return invalid_argument(op + ": slot dtype " + dtype_name(s.dtype) + " does not match quant " +
-                              quant_mode_name(s.quant));
+      return invalid_argument(op + ": slot dtype " + dtype_name(s.dtype) +
+                              " does not match quant " + quant_mode_name(s.quant));
     if (!s.scales) return invalid_argument(op + ": a W8A8 slot needs a scales pointer");
     if (s.K_out < need || s.K_out % 16 != 0 || s.K_out > 0x7fffffff)
       return invalid_argument(op + ": slot K_out=" + std::to_string(s.K_out) +
@@ -350,8 +350,9 @@ inline Status row_slot_setup(const std::string& op, DType t, int64_t M, int64_t 
   a->nblk = static_cast<int>(p.blocks(C));
   a->qmax = s.quant == QuantMode::kNone ? 1.0f : quant_qmax(s.quant);
   if (row_smem_bytes(C, *out_mode) > kRowMaxSmem)
-    return unsupported(op + ": row length " + std::to_string(C) + " exceeds the shared-memory row (" +
-                       std::to_string(kRowMaxSmem) + " bytes)");
+    return unsupported(op + ": row length " + std::to_string(C) +
+                       " exceeds the shared-memory row (" + std::to_string(kRowMaxSmem) +
+                       " bytes)");
   return Status::Ok();
 }
 
