@@ -22,8 +22,8 @@
 namespace slidesparse {
 
 struct CudaModelOptions {
-  DType act_dtype = DType::kBF16;         // BF16 | F16: activations, KV cache, 16-bit weights
-  LinearMode mode = LinearMode::kSparse;  // n:m linears: dense (zeros in place) | sparse | auto
+  DType act_dtype = DType::kBF16;            // BF16 | F16: activations, KV cache, 16-bit weights
+  LinearMode mode = LinearMode::kSparse;     // n:m linears: dense (zeros in place) | sparse | auto
   QuantMode dense_quant = QuantMode::kNone;  // plain HF checkpoint, no sparsify: W16A16 or W8A8
   SparsifyOptions sparsify;                  // plain HF checkpoint pruned at load (as convert)
   std::string tuning_path;                   // `slidesparse tune` JSON (optional)
@@ -37,8 +37,8 @@ struct CudaModelOptions {
 // Synthetic weights for benchmarks (no file): the shapes of a synth arch, random values like
 // `synth`, pruned/quantized as `convert` would store them (pattern "dense" for a dense model).
 struct SyntheticModelSpec {
-  std::string arch;            // synth_arch_names(): "qwen2.5-7b", ...
-  std::string pattern = "6:8"; // "dense" or an n:m pattern
+  std::string arch;             // synth_arch_names(): "qwen2.5-7b", ...
+  std::string pattern = "6:8";  // "dense" or an n:m pattern
   QuantMode quant = QuantMode::kInt8;
   uint64_t seed = 0;
 };
