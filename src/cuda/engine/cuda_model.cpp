@@ -68,11 +68,23 @@ uint64_t splitmix(uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
   return x ^ (x >> 31);
 }
-float normal_at(uint64_t key, int64_t i, float stddev) {
-  const uint64_t r = splitmix(key ^ splitmix(static_cast<uint64_t>(i)));
+// Elements 2k and 2k+1 of stream `key` from one hash (both Box-Muller outputs).
+void normal_pair(uint64_t key, int64_t k, float stddev, float* a, float* b) {
+  const uint64_t r = splitmix(key ^ splitmix(static_cast<uint64_t>(k)));
   const float u1 = (static_cast<float>(r >> 40) + 1.0f) * (1.0f / 16777216.0f);  // (0, 1]
   const float u2 = static_cast<float>((r >> 16) & 0xFFFFFF) * (1.0f / 16777216.0f);
-  return stddev * std::sqrt(-2.0f * std::log(u1)) * std::cos(6.28318530718f * u2);
+  const float rad = stddev * std::sqrt(-2.0f * std::log(u1)), th = 6.28318530718f * u2;
+  *a = rad * std::cos(th);
+  *b = rad * std::sin(th);
+}
+// Fills v[0, n) with elements first .. first+n-1 of stream `key` (first even).
+void fill_normal(uint64_t key, int64_t first, int64_t n, float stddev, float* v) {
+  for (int64_t i = 0; i < n; i += 2) {
+    float a, b;
+    normal_pair(key, (first + i) / 2, stddev, &a, &b);
+    v[i] = a;
+    if (i + 1 < n) v[i + 1] = b;
+  }
 }
 uint64_t name_key(uint64_t seed, const std::string& name) {
   uint64_t h = 1469598103934665603ULL ^ seed;
@@ -82,8 +94,10 @@ uint64_t name_key(uint64_t seed, const std::string& name) {
 
 std::vector<float> random_normal(uint64_t key, int64_t n, float stddev) {
   std::vector<float> v(static_cast<size_t>(n));
-  parallel_for(n, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) v[static_cast<size_t>(i)] = normal_at(key, i, stddev);
+  const int64_t chunks = (n + 4095) / 4096;
+  parallel_for(chunks, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      fill_normal(key, c * 4096, std::min<int64_t>(4096, n - c * 4096), stddev, &v[c * 4096]);
   });
   return v;
 }
@@ -106,8 +120,9 @@ NmTensor random_nm(uint64_t key, int64_t N, int64_t K, Pattern p, QuantMode q, D
   for (uint32_t mk = 0; mk < (1u << p.m); ++mk)
     if (__builtin_popcount(mk) == p.n) choices.push_back(static_cast<uint16_t>(mk));
   parallel_for(N, [&](int64_t r0, int64_t r1) {
-    std::vector<float> row(static_cast<size_t>(vpr));
+    std::vector<float> row(static_cast<size_t>(vpr)), fresh(static_cast<size_t>(vpr));
     for (int64_t r = r0; r < r1; ++r) {
+      fill_normal(key, r * round_up(vpr, 2), vpr, 0.02f, fresh.data());
       for (int64_t b = 0; b < blocks; ++b) {
         const uint64_t h =
             splitmix(key ^ splitmix(0x6D61736BULL + static_cast<uint64_t>(r * blocks + b)));
@@ -117,7 +132,7 @@ NmTensor random_nm(uint64_t key, int64_t N, int64_t K, Pattern p, QuantMode q, D
         for (int i = 0; i < p.m; ++i) {
           if (!(mk >> i & 1)) continue;
           const int64_t col = b * p.m + i, vi = b * p.n + j++;
-          row[static_cast<size_t>(vi)] = col < K ? normal_at(key, r * vpr + vi, 0.02f) : 0.0f;
+          row[static_cast<size_t>(vi)] = col < K ? fresh[static_cast<size_t>(vi)] : 0.0f;
         }
       }
       uint8_t* dst = t.values.data() + static_cast<size_t>(r * vpr) * es;
@@ -395,7 +410,8 @@ class CudaModelImpl final : public CudaModel {
     return Status::Ok();
   }
 
-  Status prefill(const int32_t* tokens, int64_t S, int64_t L, float* logits) override {
+  Status prefill(const int32_t* tokens, int64_t S, int64_t L, float* logits,
+                 int32_t* next) override {
     if (S < 1 || S > max_batch_)
       return invalid_argument("prefill: S=" + std::to_string(S) + " sequences, expected 1.." +
                               std::to_string(max_batch_) + " (max_batch)");
@@ -420,7 +436,7 @@ class CudaModelImpl final : public CudaModel {
     const bool fresh = seen_.insert({S, L}).second;
     SS_RETURN_IF_ERROR(forward(M, S, L, /*decode=*/false));
     for (int64_t s = 0; s < S; ++s) cache_len_[static_cast<size_t>(s)] = L;
-    SS_RETURN_IF_ERROR(finish_step(S, logits, nullptr));
+    SS_RETURN_IF_ERROR(finish_step(S, logits, next));
     if (fresh) drop_graphs();
     return Status::Ok();
   }
