@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -19,6 +20,7 @@
 #include <random>
 
 #include "cuda/cuda_check.h"
+#include "cuda/gpu_monitor.h"
 #include "cuda/kernels/fill_random.cuh"
 #include "slidesparse/linear.h"
 
@@ -163,16 +165,21 @@ class Timer {
     for (auto& e : ev_)
       if (e) cudaEventDestroy(e);
   }
-  // Median of reps timed runs (microseconds), cold L2 before each.
+  // Median of reps timed runs (microseconds), cold L2 before each. SM clock and power are sampled
+  // (NVML) while the timed runs execute: last_stats().
   Expected<double> median_us(const std::function<Status()>& op, int reps) {
     for (int i = 0; i < 2; ++i) SS_RETURN_IF_ERROR(op());
+    SS_CUDA_TRY(cudaDeviceSynchronize());
+    mon_.start();
     for (int r = 0; r < reps; ++r) {
       SS_CUDA_TRY(cudaMemsetAsync(flush_.get(), r & 0xff, flush_.bytes(), nullptr));
       SS_CUDA_TRY(cudaEventRecord(ev_[2 * r], nullptr));
       SS_RETURN_IF_ERROR(op());
       SS_CUDA_TRY(cudaEventRecord(ev_[2 * r + 1], nullptr));
     }
-    SS_CUDA_TRY(cudaDeviceSynchronize());
+    cudaError_t sync = cudaDeviceSynchronize();
+    last_ = mon_.stop();
+    SS_CUDA_TRY(sync);
     std::vector<double> t(reps);
     for (int r = 0; r < reps; ++r) {
       float ms = 0;
@@ -182,10 +189,14 @@ class Timer {
     std::sort(t.begin(), t.end());
     return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
   }
+  const GpuStats& last_stats() const { return last_; }
+  const GpuMonitor& monitor() const { return mon_; }
 
  private:
   DeviceBuffer flush_;
   std::vector<cudaEvent_t> ev_;
+  GpuMonitor mon_;
+  GpuStats last_;
 };
 
 // Sparse vs dense outputs on the same weights (first `rows` tokens). int8: must be bit-exact;
@@ -264,13 +275,21 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
     have_tuning = true;
   }
   SS_RETURN_IF_ERROR(check_device());  // after the arguments: usage errors come first
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(o.out_dir, ec);
+    if (ec) return io_error("bench kernel: cannot create '" + o.out_dir + "': " + ec.message());
+  }
   Timer timer;
   SS_RETURN_IF_ERROR(timer.init(o.reps));
+  if (!timer.monitor().available())
+    std::printf("# clocks/power not sampled: %s\n", timer.monitor().why_unavailable().c_str());
   const int64_t M_max = *std::max_element(o.Ms.begin(), o.Ms.end());
   nlohmann::json records = nlohmann::json::array();
   std::string csv =
       "backend,dtype,pattern,model,layer,M,N,K,K_lifted,gemm_us,layer_us,tflops,prologue_us,"
-      "speedup_gemm,speedup_layer,dense_best_candidate_us,alg,validated\n";
+      "speedup_gemm,speedup_layer,dense_best_candidate_us,alg,validated,gemm_sm_mhz,gemm_power_w,"
+      "gemm_power_capped\n";
   std::printf("# GPU %s; cold L2, median of %d runs; times in us\n", gpu_name().c_str(), o.reps);
   std::printf("%-10s %-5s %-5s %-12s %-8s %6s %9s %9s %8s %7s %7s\n", "backend", "dtype", "pat",
               "model", "layer", "M", "gemm_us", "layer_us", "TFLOPS", "S_gemm", "S_layer");
@@ -292,7 +311,9 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                  "," + num("K_lifted") + "," + num("gemm_us") + "," + num("layer_us") + "," +
                  num("tflops") + "," + num("prologue_us") + "," + num("speedup_gemm") + "," +
                  num("speedup_layer") + "," + num("dense_best_candidate_us") + "," +
-                 r["alg"].get<std::string>() + "," + r["validated"].get<std::string>() + "\n";
+                 r["alg"].get<std::string>() + "," + r["validated"].get<std::string>() + "," +
+                 num("gemm_sm_mhz") + "," + num("gemm_power_w") + "," + num("gemm_power_capped") +
+                 "\n";
     }
     std::string cpath = o.out_dir + "/kernel.csv";
     std::ofstream fc(cpath);
@@ -364,6 +385,7 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           keep.algo_index = best_i;
           tuning.put(keep);
         }
+        GpuStats gs;  // clocks and power during the last GEMM-only measurement
         auto measure = [&](GpuLinear& l, double* gem, double* lay, double* pro) -> Status {
           SS_RETURN_IF_ERROR(l.reserve(M));
           SS_ASSIGN_OR_RETURN(
@@ -372,6 +394,7 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           SS_RETURN_IF_ERROR(l.run_prologue(x.get(), M, nullptr));
           SS_ASSIGN_OR_RETURN(*gem,
                               timer.median_us([&] { return l.run_gemm(M, nullptr); }, o.reps));
+          gs = timer.last_stats();
           SS_ASSIGN_OR_RETURN(
               *pro, timer.median_us([&] { return l.run_prologue(x.get(), M, nullptr); }, o.reps));
           return Status::Ok();
@@ -395,11 +418,16 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                            {"speedup_layer", 1.0},
                            {"dense_best_candidate_us", best},
                            {"alg", "cublaslt#" + std::to_string(best_i)},
-                           {"validated", "reference"}});
+                           {"validated", "reference"},
+                           {"gemm_sm_mhz", gs.sm_mhz_median},
+                           {"gemm_power_w", gs.power_w_mean},
+                           {"gemm_power_capped", gs.power_capped_frac}});
         std::printf(
-            "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f\n",
+            "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f  "
+            "%.0f MHz %.0f W\n",
             "cublaslt", pr.name.c_str(), "dense", sh.model.c_str(), sh.layer.c_str(),
-            static_cast<long long>(M), dg, dl, tflops(M, sh.N, sh.K, dg), 1.0, 1.0, best);
+            static_cast<long long>(M), dg, dl, tflops(M, sh.N, sh.K, dg), 1.0, 1.0, best,
+            gs.sm_mhz_median, gs.power_w_mean);
         std::fflush(stdout);
         for (auto& c : sps) {
           double gem = 0, lay = 0, pro = 0;
@@ -425,12 +453,17 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                               {"speedup_layer", dl / lay},
                               {"dense_best_candidate_us", nullptr},
                               {"alg", alg},
-                              {"validated", c.valid}};
+                              {"validated", c.valid},
+                              {"gemm_sm_mhz", gs.sm_mhz_median},
+                              {"gemm_power_w", gs.power_w_mean},
+                              {"gemm_power_capped", gs.power_capped_frac}};
           records.push_back(r);
-          std::printf("%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s\n",
-                      "cusparselt", pr.name.c_str(), c.p.str().c_str(), sh.model.c_str(),
-                      sh.layer.c_str(), static_cast<long long>(M), gem, lay,
-                      tflops(M, sh.N, sh.K, gem), dg / gem, dl / lay, alg.c_str());
+          std::printf(
+              "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s  %.0f MHz %.0f "
+              "W\n",
+              "cusparselt", pr.name.c_str(), c.p.str().c_str(), sh.model.c_str(), sh.layer.c_str(),
+              static_cast<long long>(M), gem, lay, tflops(M, sh.N, sh.K, gem), dg / gem, dl / lay,
+              alg.c_str(), gs.sm_mhz_median, gs.power_w_mean);
           std::fflush(stdout);
           // auto: the layer AutoLinear picks for this M (same kernels, so its measured time).
           const bool use_sparse =

@@ -49,6 +49,67 @@ __device__ __forceinline__ float block_max(float v, float* red) {
   return v;
 }
 
+// The second half of a row's quantization, shared by every kernel that ends in a W8A8 operand
+// (quantize, quantize+lift, and the fused RMSNorm / SwiGLU prologues), so that they agree bit for
+// bit: the row [K] in shared memory (written by this CTA, not yet published), each thread's
+// partial absmax `amax` -> per-token scale (*scale_out) and the codes of one output row o
+// [K_out], plain (columns >= K zero) or gathered through the lift (LIFT; `codes` is shared scratch
+// of K_pad rounded to 16 bytes).
+template <class TIn, bool FP8, bool LIFT>
+__device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int Ki, int m, int L,
+                                                int nblk, uint8_t* __restrict__ o, int K_out,
+                                                float* scale_out, float qmax, float* red,
+                                                uint8_t* codes) {
+  amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
+  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
+  if (threadIdx.x == 0) *scale_out = scale;
+  if (!LIFT) {
+    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+      alignas(16) uint8_t q[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        float v = c + i < Ki ? to_f32(row[c + i]) : 0.0f;
+        q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+      }
+      *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
+    }
+    return;
+  }
+  // LIFT: quantize each source element once into shared memory (lifting duplicates elements, so
+  // quantizing after the gather would cost gamma times the divisions), zero codes up to K_pad,
+  // then gather whole 2:4 windows: 4 consecutive codes from an even source offset = two 16-bit
+  // shared-memory loads per window.
+  const int Kp = nblk * m;
+  for (int c = threadIdx.x * 4; c < Kp; c += blockDim.x * 4) {
+    alignas(4) uint8_t q[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float v = c + i < Ki ? to_f32(row[c + i]) : 0.0f;
+      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+    }
+    *reinterpret_cast<uint32_t*>(codes + c) = *reinterpret_cast<const uint32_t*>(q);
+  }
+  __syncthreads();
+  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
+  const int W = L / 4;  // windows per block
+  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+    uint32_t w4[4];
+    int w = c / 4, b = w / W, j = w - b * W;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
+      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
+                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
+                       : 0u;
+      if (++j == W) {
+        j = 0;
+        ++b;
+      }
+    }
+    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+  }
+}
+
 // One CTA per row of out [M_pad, K_out] (codes: int8 or e4m3). Rows >= M are written as zero.
 // The row of x [M, K] is read once into shared memory with 16-byte loads (when K % 8 == 0), the
 // absmax reduced, then out is written 16 bytes per thread-iteration, gathering through the lift
@@ -84,56 +145,10 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
       amax = fmaxf(amax, fabsf(to_f32(v)));
     }
   }
-  amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
-  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
-  if (threadIdx.x == 0) scales[r] = scale;
-  if (!LIFT) {
-    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
-      alignas(16) uint8_t q[16];
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        float v = c + i < K ? to_f32(row[c + i]) : 0.0f;
-        q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-      }
-      *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
-    }
-    return;
-  }
-  // LIFT: quantize each source element once into shared memory (lifting duplicates elements, so
-  // quantizing after the gather would cost gamma times the divisions), zero codes up to K_pad,
-  // then gather whole 2:4 windows: 4 consecutive codes from an even source offset = two 16-bit
-  // shared-memory loads per window.
-  const int Ki = static_cast<int>(K), nblk = static_cast<int>(blocks);
-  const int Kp = nblk * m;
+  const int Ki = static_cast<int>(K);
   uint8_t* codes = smem_raw + ((static_cast<size_t>(K) * sizeof(TIn) + 15) & ~size_t{15});
-  for (int c = threadIdx.x * 4; c < Kp; c += blockDim.x * 4) {
-    alignas(4) uint8_t q[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float v = c + i < Ki ? to_f32(row[c + i]) : 0.0f;
-      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-    }
-    *reinterpret_cast<uint32_t*>(codes + c) = *reinterpret_cast<const uint32_t*>(q);
-  }
-  __syncthreads();
-  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
-  const int W = L / 4;  // windows per block
-  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
-    uint32_t w4[4];
-    int w = c / 4, b = w / W, j = w - b * W;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
-      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
-                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
-                       : 0u;
-      if (++j == W) {
-        j = 0;
-        ++b;
-      }
-    }
-    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
-  }
+  quant_row_store<TIn, FP8, LIFT>(row, amax, Ki, m, L, static_cast<int>(blocks), o, K_out,
+                                  scales + r, qmax, red, codes);
 }
 
 constexpr int kQuantThreads = 256;
