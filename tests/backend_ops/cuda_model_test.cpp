@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -429,6 +430,45 @@ TEST(CudaModel, BadInputsAreOneLineErrors) {
   EXPECT_NE(h.status().message().find("KV cache"), std::string::npos) << h.status().message();
   EXPECT_NE(h.status().message().find("free"), std::string::npos);
   std::printf("[errors] %s\n", h.status().message().c_str());
+}
+
+}  // namespace
+}  // namespace slidesparse
+
+namespace slidesparse {
+namespace {
+
+// Load time of the largest synthetic model (the bench's Qwen2.5-14B, 6:8 int8) and a rough
+// prefill/decode timing; run with --gtest_also_run_disabled_tests (needs a large GPU).
+TEST(CudaModel, DISABLED_SyntheticQwen14BLoadTime) {
+  SS_SKIP_WITHOUT_GPU();
+  using Clock = std::chrono::steady_clock;
+  SyntheticModelSpec spec;
+  spec.arch = "qwen2.5-14b";
+  spec.pattern = "6:8";
+  spec.quant = QuantMode::kInt8;
+  CudaModelOptions o;
+  o.max_batch = 1;
+  o.max_ctx = 1024;
+  const auto t0 = Clock::now();
+  auto m = CudaModel::synthetic(spec, o);
+  const double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  const std::vector<int32_t> ids = random_ids(1024, (*m)->config().vocab_size, 2);
+  int32_t next = 0;
+  SS_ASSERT_OK((*m)->prefill(ids.data(), 1, 1024, nullptr, &next));  // plans, warm-up
+  const auto t1 = Clock::now();
+  SS_ASSERT_OK((*m)->prefill(ids.data(), 1, 1024, nullptr, &next));
+  const double prefill_ms = std::chrono::duration<double, std::milli>(Clock::now() - t1).count();
+  for (int i = 0; i < 3; ++i) SS_ASSERT_OK((*m)->decode(&next, 1, nullptr, &next));
+  const auto t2 = Clock::now();
+  for (int i = 0; i < 32; ++i) SS_ASSERT_OK((*m)->decode(&next, 1, nullptr, &next));
+  const double tpot = std::chrono::duration<double, std::milli>(Clock::now() - t2).count() / 32;
+  std::printf(
+      "[qwen2.5-14b] %s: load %.1f s, weights %.2f GB, peak %.2f GB; prefill L=1024 %.1f "
+      "ms (%.0f tokens/s); decode B=1 %.2f ms/token\n",
+      (*m)->description().c_str(), load_s, (*m)->weight_bytes() / 1e9,
+      (*m)->peak_memory_bytes() / 1e9, prefill_ms, 1024 / prefill_ms * 1e3, tpot);
 }
 
 }  // namespace

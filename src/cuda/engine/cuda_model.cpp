@@ -15,26 +15,18 @@
 #include <thread>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/add_rmsnorm_prologue.cuh"
+#include "cuda/kernels/argmax.cuh"
 #include "cuda/kernels/attention.cuh"
 #include "cuda/kernels/embedding.cuh"
 #include "cuda/kernels/rmsnorm.cuh"
 #include "cuda/kernels/rope_kv.cuh"
 #include "cuda/kernels/silu_mul.cuh"
+#include "cuda/kernels/silu_mul_prologue.cuh"
 #include "slidesparse/checkpoint.h"
 #include "slidesparse/cuda_model.h"
 #include "slidesparse/nm_tensor.h"
 #include "slidesparse/synth.h"
-
-#if __has_include("cuda/kernels/argmax.cuh")
-#include "cuda/kernels/argmax.cuh"
-#define SS_HAVE_ARGMAX 1
-#endif
-#if __has_include("cuda/kernels/add_rmsnorm_prologue.cuh") && \
-                  __has_include("cuda/kernels/silu_mul_prologue.cuh")
-#include "cuda/kernels/add_rmsnorm_prologue.cuh"
-#include "cuda/kernels/silu_mul_prologue.cuh"
-#define SS_HAVE_PROLOGUES 1
-#endif
 
 namespace slidesparse {
 namespace cuda {
@@ -530,34 +522,12 @@ class CudaModelImpl final : public CudaModel {
     if (logits)
       SS_CUDA_TRY(cudaMemcpyAsync(h_logits_, logits_.get(), static_cast<size_t>(R * V) * es,
                                   cudaMemcpyDeviceToHost, stream_));
-#ifdef SS_HAVE_ARGMAX
     if (next)
       SS_CUDA_TRY(cudaMemcpyAsync(h_next_, next_.get(), static_cast<size_t>(R) * 4,
                                   cudaMemcpyDeviceToHost, stream_));
-#else
-    if (next && !logits)
-      SS_CUDA_TRY(cudaMemcpyAsync(h_logits_, logits_.get(), static_cast<size_t>(R * V) * es,
-                                  cudaMemcpyDeviceToHost, stream_));
-#endif
     SS_CUDA_TRY(cudaStreamSynchronize(stream_));
     if (logits) SS_RETURN_IF_ERROR(convert_to_f32(T_, h_logits_, logits, R * V));
-    if (next) {
-#ifdef SS_HAVE_ARGMAX
-      std::memcpy(next, h_next_, static_cast<size_t>(R) * 4);
-#else
-      std::vector<float> row(static_cast<size_t>(V));
-      for (int64_t r = 0; r < R; ++r) {
-        SS_RETURN_IF_ERROR(convert_to_f32(
-            T_, static_cast<const uint8_t*>(h_logits_) + static_cast<size_t>(r * V) * es,
-            row.data(), V));
-        int32_t best = 0;
-        for (int64_t v = 1; v < V; ++v)
-          if (row[static_cast<size_t>(v)] > row[static_cast<size_t>(best)])
-            best = static_cast<int32_t>(v);
-        next[r] = best;
-      }
-#endif
-    }
+    if (next) std::memcpy(next, h_next_, static_cast<size_t>(R) * 4);
     if (profile_) {
       for (const auto& [op, ev] : pending_) {
         float ms = 0;
@@ -629,7 +599,6 @@ class CudaModelImpl final : public CudaModel {
                    bool* fused) {
     const float eps = static_cast<float>(cfg_.rms_norm_eps);
     *fused = false;
-#ifdef SS_HAVE_PROLOGUES
     SS_ASSIGN_OR_RETURN(InputSlot slot, next->input_slot(M));
     if (slot.codes) {
       *fused = true;
@@ -638,7 +607,6 @@ class CudaModelImpl final : public CudaModel {
                                                     slot, stream_);
       });
     }
-#endif
     return timed(kOpRmsnorm, [&] {
       return kernels::launch_add_rmsnorm(T_, x, d, w.get(), eps, h_.get(), M, cfg_.hidden_size,
                                          stream_);
@@ -688,7 +656,6 @@ class CudaModelImpl final : public CudaModel {
       SS_RETURN_IF_ERROR(linear(kOpGateUp, Ly.lin[kGateUp].get(), fused, h_.get(), gu_.get(), M));
       GpuLinear* down = Ly.lin[kDown].get();
       bool down_fused = false;
-#ifdef SS_HAVE_PROLOGUES
       SS_ASSIGN_OR_RETURN(InputSlot slot, down->input_slot(M));
       if (slot.codes) {
         down_fused = true;
@@ -696,7 +663,6 @@ class CudaModelImpl final : public CudaModel {
           return kernels::launch_silu_mul_prologue(T_, gu_.get(), 2 * F, M, F, slot, stream_);
         }));
       }
-#endif
       if (!down_fused)
         SS_RETURN_IF_ERROR(timed(kOpSiluMul, [&] {
           return kernels::launch_silu_mul(T_, gu_.get(), 2 * F, M, F, a_.get(), stream_);
@@ -722,11 +688,9 @@ class CudaModelImpl final : public CudaModel {
                                          stream_);
     }));
     SS_RETURN_IF_ERROR(linear(kOpLmHead, lm_head_.get(), false, hl_.get(), logits_.get(), S));
-#ifdef SS_HAVE_ARGMAX
     SS_RETURN_IF_ERROR(timed(kOpArgmax, [&] {
       return kernels::launch_argmax(T_, logits_.get(), V, S, V, next_.as<int32_t>(), stream_);
     }));
-#endif
     return Status::Ok();
   }
 
