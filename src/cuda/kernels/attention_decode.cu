@@ -1,8 +1,11 @@
 // Decode attention (one query per sequence) over the KV cache, split-KV ("flash-decoding"): the
 // context of each sequence is cut into fixed chunks; one CTA handles one chunk of one kv head for
-// all the q heads that share it (up to 8), writes an unnormalized partial result (o, max, sum),
-// and a combine kernel merges the chunks. Grids depend on B and max_ctx only, so a captured CUDA
-// graph stays valid as kv_len grows; CTAs whose chunk starts past kv_len[b] exit at once.
+// the q heads that share it (up to 16, the rows of a 16 x hd tensor-core tile), writes an
+// unnormalized partial result (o, max, sum), and a combine kernel merges the chunks. K/V tiles of
+// 64 keys stream through double-buffered shared memory (cp.async); warp w takes keys 16w..16w+15
+// of each tile with its own online softmax, and the 4 warps merge at the end. Grids depend on B
+// and max_ctx only, so a captured CUDA graph stays valid as kv_len grows; CTAs whose chunk starts
+// past kv_len[b] exit at once.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -19,8 +22,10 @@ namespace {
 
 using namespace sm80;
 
-constexpr int kThreads = 128;
-constexpr int kTile = 64;             // keys per tile (scores staged in shared memory)
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kRows = 16;             // q heads per CTA (one mma m-tile)
+constexpr int kTile = 16 * kWarps;    // keys per tile, 16 per warp
 constexpr int64_t kMaxItems = 1024;   // target bound on B * splits
 constexpr int64_t kMinChunk = kTile;  // smallest chunk (keys per split)
 
@@ -32,195 +37,195 @@ int64_t decode_chunk(int64_t B, int64_t max_ctx) {
   return c;
 }
 
-__device__ __forceinline__ void to_f32x8(const uint4& raw, float (&f)[8], const __nv_bfloat16*) {
-  const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&raw);
+template <int HD>
+struct Smem {
+  static constexpr int kStride = HD + 8;  // 16-byte row pad: conflict-free ldmatrix
+  static constexpr int kPipeElems = (kRows + 4 * kTile) * kStride;  // Q, K[2], V[2]
+  static constexpr size_t kMergeBytes = kWarps * kRows * (HD + 2) * sizeof(float);
+  static constexpr size_t kBytes = kPipeElems * 2 > kMergeBytes ? kPipeElems * 2 : kMergeBytes;
+};
+
+// rows x HD tile, global row stride ld (elements) -> smem (row stride HD + 8); rows >= valid are
+// zero-filled without touching global memory (`safe` is any valid address, never read).
+template <int HD, int ROWS, class T>
+__device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int valid,
+                                          const T* safe, int tid) {
+  constexpr int kChunks = HD / 8;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 v = __bfloat1622float2(p[i]);
-    f[2 * i] = v.x;
-    f[2 * i + 1] = v.y;
-  }
-}
-__device__ __forceinline__ void to_f32x8(const uint4& raw, float (&f)[8], const __half*) {
-  const __half2* p = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 v = __half22float2(p[i]);
-    f[2 * i] = v.x;
-    f[2 * i + 1] = v.y;
+  for (int c = tid; c < ROWS * kChunks; c += kThreads) {
+    const int r = c / kChunks, cc = c % kChunks;
+    const bool ok = r < valid;
+    cp_async16(dst + r * Smem<HD>::kStride + cc * 8, ok ? src + r * ld + cc * 8 : safe,
+               ok ? 16 : 0);
   }
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Grid: x = split, y = kv head * head groups, z = sequence. A key is read by kLpk lanes (16 bytes
-// each); the CTA covers kTile keys per step, each lane holding kKpg keys of K and V in registers.
-template <class T, int HD, int RMAX>
+// Grid: x = split, y = kv head * head groups, z = sequence.
+template <class T, int HD>
 __global__ void __launch_bounds__(kThreads)
     decode_split_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
                         const T* __restrict__ v_cache, int64_t max_ctx,
                         const int32_t* __restrict__ kv_len, int H, int KV, int rep, int hgroups,
                         int64_t chunk, int nsplit, float scale_log2, T* __restrict__ out,
                         int64_t ldo, float* __restrict__ ws_o, float2* __restrict__ ws_ml) {
-  constexpr int kLpk = HD / 8;              // lanes per key
-  constexpr int kGroups = kThreads / kLpk;  // keys in flight per step
-  constexpr int kKpg = kTile / kGroups;     // keys per lane group per tile
-  constexpr int kOwn = (RMAX + 3) / 4;      // heads whose softmax state one warp owns
-  static_assert(kKpg >= 1 && kKpg * kGroups == kTile, "tile must be a multiple of the groups");
-  __shared__ float s_p[RMAX][kTile];  // scores, then probabilities, of the current tile
-  __shared__ float s_corr[RMAX];
-  __shared__ float2 s_ml[RMAX];
-  __shared__ float s_o[4][RMAX][HD];
+  constexpr int kStride = Smem<HD>::kStride;
+  constexpr int kDk = HD / 16;
+  extern __shared__ uint4 smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);  // [kRows][kStride]
+  T* sK = sQ + kRows * kStride;            // [2][kTile][kStride]
+  T* sV = sK + 2 * kTile * kStride;        // [2][kTile][kStride]
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int grp = tid / kLpk, li = tid % kLpk;
   const int64_t b = blockIdx.z;
   const int split = blockIdx.x;
   const int kvh = blockIdx.y / hgroups, hg = blockIdx.y % hgroups;
-  const int h0 = kvh * rep + hg * RMAX;
-  const int nh = min(RMAX, rep - hg * RMAX);
+  const int h0 = kvh * rep + hg * kRows;
+  const int nh = min(kRows, rep - hg * kRows);
   const int64_t len = min64(max64(kv_len[b], 0), max_ctx);
   const int64_t k_begin = split * chunk;
   if (k_begin >= len) {
     if (nsplit == 1)  // empty context: zeros
       for (int i = tid; i < nh * HD; i += kThreads)
-        out[b * ldo + static_cast<int64_t>(h0 + i / HD) * HD + i % HD] = from_f32<T>(0.0f);
+        out[b * ldo + static_cast<int64_t>(h0) * HD + i] = from_f32<T>(0.0f);
     return;
   }
-  const int64_t k_end = min(k_begin + chunk, len);
-
-  float qv[RMAX][8];
-#pragma unroll
-  for (int r = 0; r < RMAX; ++r) {
-    if (r < nh) {
-      const uint4 raw =
-          *reinterpret_cast<const uint4*>(q + b * ldq + static_cast<int64_t>(h0 + r) * HD + li * 8);
-      to_f32x8(raw, qv[r], q);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) qv[r][e] *= scale_log2;
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) qv[r][e] = 0.0f;
-    }
-  }
-  float o[RMAX][8];
-#pragma unroll
-  for (int r = 0; r < RMAX; ++r)
-#pragma unroll
-    for (int e = 0; e < 8; ++e) o[r][e] = 0.0f;
-  float m_run[kOwn], l_run[kOwn];
-#pragma unroll
-  for (int i = 0; i < kOwn; ++i) m_run[i] = -INFINITY, l_run[i] = 0.0f;
-
+  const int64_t k_end = min64(k_begin + chunk, len);
+  const int n_tiles = static_cast<int>((k_end - k_begin + kTile - 1) / kTile);
   const int64_t ldkv = static_cast<int64_t>(KV) * HD;
-  const T* kb = k_cache + b * max_ctx * ldkv + static_cast<int64_t>(kvh) * HD + li * 8;
-  const T* vb = v_cache + b * max_ctx * ldkv + static_cast<int64_t>(kvh) * HD + li * 8;
+  const T* kg = k_cache + (b * max_ctx + k_begin) * ldkv + static_cast<int64_t>(kvh) * HD;
+  const T* vg = v_cache + (b * max_ctx + k_begin) * ldkv + static_cast<int64_t>(kvh) * HD;
+  const T* qg = q + b * ldq + static_cast<int64_t>(h0) * HD;  // heads h0.. are contiguous
 
-  for (int64_t t0 = k_begin; t0 < k_end; t0 += kTile) {
-    uint4 kr[kKpg], vr[kKpg];
+  load_tile<HD, kRows>(sQ, qg, HD, nh, qg, tid);
+  const int valid0 = static_cast<int>(min64(kTile, k_end - k_begin));
+  load_tile<HD, kTile>(sK, kg, ldkv, valid0, kg, tid);
+  load_tile<HD, kTile>(sV, vg, ldkv, valid0, vg, tid);
+  cp_async_commit();
+
+  uint32_t qf[kDk][4];
+  float o[HD / 8][4];
 #pragma unroll
-    for (int i = 0; i < kKpg; ++i) {
-      const int64_t key = t0 + grp + i * kGroups;
-      if (key < k_end) {
-        kr[i] = __ldg(reinterpret_cast<const uint4*>(kb + key * ldkv));
-        vr[i] = __ldg(reinterpret_cast<const uint4*>(vb + key * ldkv));
-      } else {
-        kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
+  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const int wk0 = warp * 16;  // this warp's keys within a tile
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int buf = j & 1;
+    cp_async_wait<0>();
+    __syncthreads();  // tile j visible to all; everyone is done with tile j-1 (buffer buf^1)
+    if (j == 0) {
+#pragma unroll
+      for (int kd = 0; kd < kDk; ++kd)
+        ldmatrix_x4(qf[kd], sQ + (lane & 15) * kStride + kd * 16 + (lane >> 4) * 8);
+    }
+    if (j + 1 < n_tiles) {
+      const int64_t k0 = static_cast<int64_t>(j + 1) * kTile;
+      const int valid = static_cast<int>(min64(kTile, k_end - k_begin - k0));
+      load_tile<HD, kTile>(sK + (buf ^ 1) * kTile * kStride, kg + k0 * ldkv, ldkv, valid, kg, tid);
+      load_tile<HD, kTile>(sV + (buf ^ 1) * kTile * kStride, vg + k0 * ldkv, ldkv, valid, vg, tid);
+      cp_async_commit();
+    }
+
+    // S = Q K^T: 16 heads x this warp's 16 keys.
+    float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    const T* sKb = sK + buf * kTile * kStride;
+#pragma unroll
+    for (int kd = 0; kd < kDk; ++kd) {
+      uint32_t bk[4];
+      ldmatrix_x4(bk, sKb + (wk0 + (lane & 7) + ((lane >> 4) << 3)) * kStride + kd * 16 +
+                          ((lane >> 3) & 1) * 8);
+      mma16816<T>(sc[0], qf[kd], bk[0], bk[1]);
+      mma16816<T>(sc[1], qf[kd], bk[2], bk[3]);
+    }
+    // Keys past the context (zero-filled in smem) are masked.
+    const int64_t kbase = k_begin + static_cast<int64_t>(j) * kTile + wk0;
+    if (kbase + 16 > k_end) {
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (kbase + n * 8 + (lane & 3) * 2 + (e & 1) >= k_end) sc[n][e] = -INFINITY;
+    }
+    // Online softmax (log2 domain); a warp may see only masked keys (m stays -inf, p = 0).
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx =
+          fmaxf(fmaxf(sc[0][2 * r], sc[0][2 * r + 1]), fmaxf(sc[1][2 * r], sc[1][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m_run[r], mx * scale_log2);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = fast_exp2(m_run[r] - m_use);
+      float sum = 0.0f;
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+        sc[n][2 * r] = fast_exp2(fmaf(sc[n][2 * r], scale_log2, -m_use));
+        sc[n][2 * r + 1] = fast_exp2(fmaf(sc[n][2 * r + 1], scale_log2, -m_use));
+        sum += sc[n][2 * r] + sc[n][2 * r + 1];
+      }
+      l_run[r] = l_run[r] * alpha + sum;
+      m_run[r] = m_new;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d) {
+        o[d][2 * r] *= alpha;
+        o[d][2 * r + 1] *= alpha;
       }
     }
-    // Scores (log2 domain: q carries scale * log2 e).
+    // O += P V over this warp's 16 keys.
+    const uint32_t a[4] = {pack2<T>(sc[0][0], sc[0][1]), pack2<T>(sc[0][2], sc[0][3]),
+                           pack2<T>(sc[1][0], sc[1][1]), pack2<T>(sc[1][2], sc[1][3])};
+    const T* sVb = sV + buf * kTile * kStride;
 #pragma unroll
-    for (int i = 0; i < kKpg; ++i) {
-      float kf[8];
-      to_f32x8(kr[i], kf, q);
-      const int kt = grp + i * kGroups;
-      const bool valid = t0 + kt < k_end;
-#pragma unroll
-      for (int r = 0; r < RMAX; ++r) {
-        float d = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) d = fmaf(qv[r][e], kf[e], d);
-#pragma unroll
-        for (int off = 1; off < kLpk; off *= 2) d += __shfl_xor_sync(0xffffffffu, d, off);
-        if (li == 0) s_p[r][kt] = valid ? d : -INFINITY;
-      }
+    for (int dp = 0; dp < HD / 16; ++dp) {
+      uint32_t bv[4];
+      ldmatrix_x4_trans(bv, sVb + (wk0 + (lane & 7) + ((lane >> 3) & 1) * 8) * kStride + dp * 16 +
+                                (lane >> 4) * 8);
+      mma16816<T>(o[2 * dp], a, bv[0], bv[1]);
+      mma16816<T>(o[2 * dp + 1], a, bv[2], bv[3]);
     }
-    __syncthreads();
-    // Softmax state update: warp w owns heads w, w + 4.
-#pragma unroll
-    for (int i = 0; i < kOwn; ++i) {
-      const int r = i * 4 + warp;
-      if (r < nh) {
-        const float a = s_p[r][lane], c = s_p[r][lane + 32];
-        const float m_new = fmaxf(m_run[i], warp_max(fmaxf(a, c)));  // key t0 is valid: finite
-        const float corr = fast_exp2(m_run[i] - m_new);
-        const float pa = fast_exp2(a - m_new), pc = fast_exp2(c - m_new);
-        s_p[r][lane] = pa;
-        s_p[r][lane + 32] = pc;
-        l_run[i] = l_run[i] * corr + warp_sum(pa + pc);
-        m_run[i] = m_new;
-        if (lane == 0) s_corr[r] = corr;
-      }
-    }
-    __syncthreads();
-#pragma unroll
-    for (int r = 0; r < RMAX; ++r) {
-      if (r < nh) {
-        const float corr = s_corr[r];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) o[r][e] *= corr;
-#pragma unroll
-        for (int i = 0; i < kKpg; ++i) {
-          const float p = s_p[r][grp + i * kGroups];
-          float vf[8];
-          to_f32x8(vr[i], vf, q);
-#pragma unroll
-          for (int e = 0; e < 8; ++e) o[r][e] = fmaf(p, vf[e], o[r][e]);
-        }
-      }
-    }
-    __syncthreads();  // s_p / s_corr are rewritten by the next tile
   }
 
-  // Sum the lane groups: within the warp by shuffles, across the 4 warps through shared memory.
+  // Merge the 4 warps through shared memory (the pipeline buffers are free now).
+  __syncthreads();
+  float* s_o = reinterpret_cast<float*>(smem_raw);  // [kWarps][kRows][HD]
+  float* s_m = s_o + kWarps * kRows * HD;           // [kWarps][kRows]
+  float* s_l = s_m + kWarps * kRows;                // [kWarps][kRows]
 #pragma unroll
-  for (int r = 0; r < RMAX; ++r)
+  for (int r = 0; r < 2; ++r) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int row = (lane >> 2) + r * 8;
+    float* so = s_o + (warp * kRows + row) * HD + (lane & 3) * 2;
 #pragma unroll
-    for (int e = 0; e < 8; ++e)
-#pragma unroll
-      for (int off = kLpk; off < 32; off *= 2)
-        o[r][e] += __shfl_xor_sync(0xffffffffu, o[r][e], off);
-  if (lane < kLpk) {
-#pragma unroll
-    for (int r = 0; r < RMAX; ++r)
-      if (r < nh)
-#pragma unroll
-        for (int e = 0; e < 8; ++e) s_o[warp][r][li * 8 + e] = o[r][e];
-  }
-#pragma unroll
-  for (int i = 0; i < kOwn; ++i) {
-    const int r = i * 4 + warp;
-    if (r < nh && lane == 0) s_ml[r] = make_float2(m_run[i], l_run[i]);
+    for (int d = 0; d < HD / 8; ++d) {
+      so[d * 8] = o[d][2 * r];
+      so[d * 8 + 1] = o[d][2 * r + 1];
+    }
+    if ((lane & 3) == 0) {
+      s_m[warp * kRows + row] = m_run[r];
+      s_l[warp * kRows + row] = l;
+    }
   }
   __syncthreads();
   for (int idx = tid; idx < nh * HD; idx += kThreads) {
     const int r = idx / HD, d = idx % HD;
-    const float v = s_o[0][r][d] + s_o[1][r][d] + s_o[2][r][d] + s_o[3][r][d];
+    float m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, s_m[w * kRows + r]);  // finite: key k_begin
+    float v = 0.0f, l = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = fast_exp2(s_m[w * kRows + r] - m);
+      v = fmaf(f, s_o[(w * kRows + r) * HD + d], v);
+      l = fmaf(f, s_l[w * kRows + r], l);
+    }
     const int64_t row = b * H + h0 + r;
     if (nsplit == 1) {
-      out[b * ldo + static_cast<int64_t>(h0 + r) * HD + d] = from_f32<T>(v / s_ml[r].y);
+      out[b * ldo + static_cast<int64_t>(h0 + r) * HD + d] = from_f32<T>(v / l);
     } else {
       ws_o[(row * nsplit + split) * HD + d] = v;
-      if (d == 0) ws_ml[row * nsplit + split] = s_ml[r];
+      if (d == 0) ws_ml[row * nsplit + split] = make_float2(m, l);
     }
   }
 }
@@ -263,14 +268,18 @@ struct DecodeArgs {
   int64_t chunk, nsplit;
 };
 
-template <class T, int HD, int RMAX>
-Status launch_r(const DecodeArgs& a, cudaStream_t stream) {
+template <class T, int HD>
+Status launch_hd(const DecodeArgs& a, cudaStream_t stream) {
   const int rep = static_cast<int>(a.H / a.KV);
-  const int hgroups = (rep + RMAX - 1) / RMAX;
+  const int hgroups = (rep + kRows - 1) / kRows;
+  constexpr size_t smem = Smem<HD>::kBytes;
+  auto kernel = decode_split_kernel<T, HD>;
+  SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(a.nsplit), static_cast<unsigned>(a.KV * hgroups),
                   static_cast<unsigned>(a.B));
   const float scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)) * M_LOG2E);
-  decode_split_kernel<T, HD, RMAX><<<grid, kThreads, 0, stream>>>(
+  kernel<<<grid, kThreads, smem, stream>>>(
       static_cast<const T*>(a.q), a.ldq, static_cast<const T*>(a.k_cache),
       static_cast<const T*>(a.v_cache), a.max_ctx, a.kv_len, static_cast<int>(a.H),
       static_cast<int>(a.KV), rep, hgroups, a.chunk, static_cast<int>(a.nsplit), scale_log2,
@@ -284,15 +293,6 @@ Status launch_r(const DecodeArgs& a, cudaStream_t stream) {
     SS_CUDA_TRY(cudaGetLastError());
   }
   return Status::Ok();
-}
-
-template <class T, int HD>
-Status launch_hd(const DecodeArgs& a, cudaStream_t stream) {
-  const int64_t rep = a.H / a.KV;
-  if (rep == 1) return launch_r<T, HD, 1>(a, stream);
-  if (rep == 2) return launch_r<T, HD, 2>(a, stream);
-  if (rep <= 4) return launch_r<T, HD, 4>(a, stream);
-  return launch_r<T, HD, 8>(a, stream);
 }
 
 template <class T>

@@ -1,7 +1,8 @@
 // Causal GQA prefill attention over the KV cache, FlashAttention-2 style: one CTA = 64 query rows
-// of one head (4 warps x 16 rows), key/value tiles of 64 rows streamed through double-buffered
-// shared memory with cp.async, S = Q K^T and O += P V on tensor cores (mma.sync m16n8k16), online
-// softmax in fp32, P rounded to T before P V, O in fp32 rounded to T once at the end.
+// of one head (4 warps x 16 rows); key/value tiles of 64 rows stream through double-buffered
+// shared memory with cp.async (70 KB at hd 128, 3 CTAs per SM); S = Q K^T and O += P V on tensor
+// cores (mma.sync m16n8k16), online softmax in fp32, P rounded to T before P V, O in fp32 rounded
+// to T once at the end.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -26,7 +27,7 @@ template <int HD>
 struct Smem {
   // Rows padded by 16 bytes: the 8 row addresses of one ldmatrix fall in distinct bank groups.
   static constexpr int kStride = HD + 8;
-  static constexpr int kElems = (kBr + 4 * kBc) * kStride;  // Q, K[2], V[2]
+  static constexpr int kElems = 4 * kBc * kStride;  // K[2], V[2]; Q is staged in V[1]
   static constexpr size_t kBytes = kElems * 2;
 };
 
@@ -48,7 +49,7 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int 
 // Grid: x = q head, y = query block (heaviest first), z = sequence. q heads of one kv head are
 // neighbours in launch order, so their K/V tiles are read from L2 rather than DRAM.
 template <class T, int HD>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 3)
     prefill_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
                    const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0, int rep,
                    int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
@@ -56,9 +57,10 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kDk = HD / 16;  // k-steps of Q K^T
   constexpr int kNt = kBc / 8;  // n-tiles of S
   extern __shared__ uint4 smem_raw[];
-  T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBr][kStride]
-  T* sK = sQ + kBr * kStride;              // [2][kBc][kStride]
+  static_assert(kBr == kBc, "Q is staged in a K/V tile buffer");
+  T* sK = reinterpret_cast<T*>(smem_raw);  // [2][kBc][kStride]
   T* sV = sK + 2 * kBc * kStride;          // [2][kBc][kStride]
+  T* sQ = sV + kBc * kStride;              // [kBr][kStride] = V[1], free until tile 1 loads
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int h = blockIdx.x;
@@ -88,21 +90,20 @@ __global__ void __launch_bounds__(kThreads)
 
   for (int j = 0; j < n_tiles; ++j) {
     const int buf = j & 1;
-    if (j + 1 < n_tiles) {
+    cp_async_wait<0>();
+    __syncthreads();  // tile j visible to all; everyone is done with tile j-1 (buffer buf^1)
+    if (j == 0) {
+#pragma unroll
+      for (int kd = 0; kd < kDk; ++kd)
+        ldmatrix_x4(qf[kd], sQ + (wr0 + (lane & 15)) * kStride + kd * 16 + (lane >> 4) * 8);
+      __syncthreads();  // sQ is V[1]: read before tile 1 overwrites it
+    }
+    if (j + 1 < n_tiles) {  // prefetch tile j+1 while computing tile j
       const int64_t k0 = static_cast<int64_t>(j + 1) * kBc;
       const int valid = static_cast<int>(min64(kBc, kv_end - k0));
       load_tile<HD, kBc>(sK + (buf ^ 1) * kBc * kStride, kg + k0 * ldkv, ldkv, valid, kg, tid);
       load_tile<HD, kBc>(sV + (buf ^ 1) * kBc * kStride, vg + k0 * ldkv, ldkv, valid, vg, tid);
       cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    if (j == 0) {
-#pragma unroll
-      for (int kd = 0; kd < kDk; ++kd)
-        ldmatrix_x4(qf[kd], sQ + (wr0 + (lane & 15)) * kStride + kd * 16 + (lane >> 4) * 8);
     }
 
     // S = Q K^T for this warp's 16 rows x 64 keys.
@@ -179,7 +180,6 @@ __global__ void __launch_bounds__(kThreads)
         mma16816<T>(o[2 * dp + 1], a, b[2], b[3]);
       }
     }
-    __syncthreads();  // the next iteration refills the buffer read here
   }
 
   // O / l, rounded once to T; padding rows (i >= L) are not stored.
