@@ -194,6 +194,71 @@ enum Op {
 const char* const kOpNames[] = {"embedding", "rmsnorm",  "qkv",  "rope_kv", "attention", "o",
                                 "gate_up",   "silu_mul", "down", "lm_head", "argmax"};
 
+// ---- weight accounting (the memory check runs before anything is allocated)
+
+size_t est_dense(int64_t N, int64_t K, QuantMode q, DType act) {
+  const size_t es = q == QuantMode::kNone ? dtype_size(act) : 1;
+  return static_cast<size_t>(round_up(N, 16) * round_up(K, 16)) * es + static_cast<size_t>(N) * 8;
+}
+// Compressed 2:4 operand of the slided weight: half the values + metadata, + 64 KiB slack.
+size_t est_sparse(int64_t N, int64_t K, Pattern p, QuantMode q, DType act) {
+  const size_t es = q == QuantMode::kNone ? dtype_size(act) : 1;
+  const int64_t al = es == 1 ? 32 : 16;
+  const size_t el = static_cast<size_t>(round_up(N, al) * p.k_lifted_aligned(K, al));
+  return el * es / 2 + el / 8 + (64u << 10) + static_cast<size_t>(N) * 8;
+}
+// Transient device memory of building one sparse layer (dense slided copy + compression buffer).
+size_t est_sparse_build(int64_t N, int64_t K, Pattern p, QuantMode q, DType act) {
+  const size_t es = q == QuantMode::kNone ? dtype_size(act) : 1;
+  const int64_t al = es == 1 ? 32 : 16;
+  return static_cast<size_t>(round_up(N, al) * p.k_lifted_aligned(K, al)) * es * 2;
+}
+
+struct FusedShape {
+  int64_t N, K;
+};
+std::vector<FusedShape> fused_shapes(const ModelConfig& c) {
+  const int64_t C = c.hidden_size, hd = c.head_dim;
+  return {{(c.num_heads + 2 * c.num_kv_heads) * hd, C},
+          {C, c.num_heads * hd},
+          {2 * c.intermediate_size, C},
+          {C, c.intermediate_size}};
+}
+
+// Device bytes of a model whose linears are n:m `p` (sparse/auto/dense mode) or dense with
+// quant `q` (nm false): weights, the transient peak of building one sparse layer, and per token
+// row the largest operand and accumulator row any fused layer keeps in the shared scratch.
+struct MemEstimate {
+  size_t weights = 0, transient = 0, xq_row = 0, acc_row = 0;
+};
+MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode q, LinearMode mode,
+                            DType act) {
+  MemEstimate e;
+  const size_t es_in = q == QuantMode::kNone ? dtype_size(act) : 1;
+  const size_t es_out = q == QuantMode::kNone ? dtype_size(act) : 4;
+  const int64_t al = es_in == 1 ? 32 : 16;
+  for (const FusedShape& s : fused_shapes(c)) {
+    size_t one = 0;
+    const bool dense = !nm || mode != LinearMode::kSparse,
+               sparse = nm && mode != LinearMode::kDense;
+    if (dense) {
+      one += est_dense(s.N, s.K, q, act);
+      e.xq_row = std::max(e.xq_row, static_cast<size_t>(round_up(s.K, 16)) * es_in);
+    }
+    if (sparse) {
+      one += est_sparse(s.N, s.K, p, q, act);
+      e.transient = std::max(e.transient, est_sparse_build(s.N, s.K, p, q, act));
+      e.xq_row = std::max(e.xq_row, static_cast<size_t>(p.k_lifted_aligned(s.K, al)) * es_in);
+    }
+    e.acc_row = std::max(e.acc_row, static_cast<size_t>(round_up(s.N, al)) * es_out);
+    e.weights += one * static_cast<size_t>(c.num_layers);
+  }
+  const size_t es = dtype_size(act);
+  e.weights += 2 * static_cast<size_t>(c.vocab_size * c.hidden_size) * es;  // embedding + lm_head
+  e.weights += static_cast<size_t>((2 * c.num_layers + 1) * c.hidden_size) * es;
+  return e;
+}
+
 class CudaModelImpl final : public CudaModel {
  public:
   ~CudaModelImpl() override {
@@ -213,8 +278,7 @@ class CudaModelImpl final : public CudaModel {
   // Everything but the linears' weights: validates options, checks memory, allocates.
   static Expected<std::unique_ptr<CudaModelImpl>> create(const ModelConfig& c,
                                                          const CudaModelOptions& opt,
-                                                         size_t weight_estimate,
-                                                         size_t load_transient) {
+                                                         const MemEstimate& est) {
     SS_RETURN_IF_ERROR(check_device());
     if (opt.act_dtype != DType::kBF16 && opt.act_dtype != DType::kF16)
       return invalid_argument(std::string("cuda model: activation dtype ") +
@@ -260,13 +324,14 @@ class CudaModelImpl final : public CudaModel {
     // residual x, delta d, normed h: [M, C]; qkv; att [M, H*hd]; gate|up [M, 2F]; a [M, F]
     size_t acts = static_cast<size_t>(Mx * (3 * C + qkvN + H * hd + 3 * F)) * es;
     acts += static_cast<size_t>(m->max_batch_ * (2 * C + V)) * es;  // last rows + logits
-    // Shared linear scratch: operand (<= 1.6 K lifted, 2 bytes) + accumulators (4 bytes) of the
-    // largest layer, padded rows, + cuBLASLt workspace.
-    const int64_t Mp = round_up(Mx, 32);
-    const int64_t Kmax = std::max({C, H * hd, F}), Nmax = std::max({qkvN, C, 2 * F, V});
-    const size_t scratch = static_cast<size_t>(Mp) * (static_cast<size_t>(Kmax) * 2 * 8 / 5 +
-                                                      static_cast<size_t>(Nmax + 16) * 4) +
-                           (64u << 20);
+    // Shared linear scratch: the largest operand + scales + accumulator rows of a fused layer at
+    // max_step_tokens (padded), the lm_head's accumulators at max_batch, the cuBLASLt workspace.
+    const size_t Mp = static_cast<size_t>(round_up(Mx, 32));
+    const size_t scratch =
+        Mp * (est.xq_row + 4) +
+        std::max(Mp * est.acc_row, static_cast<size_t>(round_up(m->max_batch_, 16) * V) * es) +
+        (64u << 20);
+    const size_t weight_estimate = est.weights, load_transient = est.transient;
     const size_t attn_ws =
         kernels::attention_decode_workspace_bytes(m->max_batch_, H, hd, m->max_ctx_);
     const size_t need = weight_estimate + kv + acts + scratch + attn_ws;
@@ -734,57 +799,6 @@ class CudaModelImpl final : public CudaModel {
   int64_t op_calls_[kOpCount] = {};
 };
 
-// ---- weight accounting (the memory check runs before anything is allocated)
-
-size_t est_dense(int64_t N, int64_t K, QuantMode q, DType act) {
-  const size_t es = q == QuantMode::kNone ? dtype_size(act) : 1;
-  return static_cast<size_t>(round_up(N, 16) * round_up(K, 16)) * es + static_cast<size_t>(N) * 8;
-}
-// Compressed 2:4 operand of the slided weight: half the values + metadata, + 64 KiB slack.
-size_t est_sparse(int64_t N, int64_t K, Pattern p, QuantMode q, DType act) {
-  const size_t es = q == QuantMode::kNone ? dtype_size(act) : 1;
-  const int64_t al = es == 1 ? 32 : 16;
-  const size_t el = static_cast<size_t>(round_up(N, al) * p.k_lifted_aligned(K, al));
-  return el * es / 2 + el / 8 + (64u << 10) + static_cast<size_t>(N) * 8;
-}
-// Transient device memory of building one sparse layer (dense slided copy + compression buffer).
-size_t est_sparse_build(int64_t N, int64_t K, Pattern p, QuantMode q, DType act) {
-  const size_t es = q == QuantMode::kNone ? dtype_size(act) : 1;
-  const int64_t al = es == 1 ? 32 : 16;
-  return static_cast<size_t>(round_up(N, al) * p.k_lifted_aligned(K, al)) * es * 2;
-}
-
-struct FusedShape {
-  int64_t N, K;
-};
-std::vector<FusedShape> fused_shapes(const ModelConfig& c) {
-  const int64_t C = c.hidden_size, hd = c.head_dim;
-  return {{(c.num_heads + 2 * c.num_kv_heads) * hd, C},
-          {C, c.num_heads * hd},
-          {2 * c.intermediate_size, C},
-          {C, c.intermediate_size}};
-}
-
-// (weights, load transient) for a model whose linears are n:m `p` (sparse/auto/dense mode) or
-// dense with `dense_q` (p.n == 0).
-std::pair<size_t, size_t> estimate_weights(const ModelConfig& c, bool nm, Pattern p, QuantMode q,
-                                           LinearMode mode, DType act) {
-  size_t w = 0, transient = 0;
-  for (const FusedShape& s : fused_shapes(c)) {
-    size_t one = 0;
-    if (!nm || mode != LinearMode::kSparse) one += est_dense(s.N, s.K, q, act);
-    if (nm && mode != LinearMode::kDense) {
-      one += est_sparse(s.N, s.K, p, q, act);
-      transient = std::max(transient, est_sparse_build(s.N, s.K, p, q, act));
-    }
-    w += one * static_cast<size_t>(c.num_layers);
-  }
-  const size_t es = dtype_size(act);
-  w += 2 * static_cast<size_t>(c.vocab_size * c.hidden_size) * es;  // embedding + lm_head
-  w += static_cast<size_t>((2 * c.num_layers + 1) * c.hidden_size) * es;
-  return {w, transient};
-}
-
 std::string act_name(DType t) {
   return t == DType::kF16 ? "fp16" : "bf16";
 }
@@ -828,8 +842,8 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
   const Pattern p = ss ? ck.pattern() : opt.sparsify.pattern;
   const QuantMode q =
       ss ? ck.quant() : (opt.sparsify.enabled ? opt.sparsify.quant : opt.dense_quant);
-  auto [west, trans] = estimate_weights(c, nm, p, q, opt.mode, opt.act_dtype);
-  SS_ASSIGN_OR_RETURN(auto m, CudaModelImpl::create(c, opt, west, trans));
+  SS_ASSIGN_OR_RETURN(
+      auto m, CudaModelImpl::create(c, opt, estimate_memory(c, nm, p, q, opt.mode, opt.act_dtype)));
   const std::vector<LinearSpec>& specs = ck.linears();
   const int64_t C = c.hidden_size;
   auto f32_shaped = [&](const std::string& name, int64_t numel) -> Expected<std::vector<float>> {
@@ -923,8 +937,9 @@ Expected<std::unique_ptr<CudaModel>> synthetic_cuda_model(const SyntheticModelSp
   if (nm) {
     SS_ASSIGN_OR_RETURN(p, Pattern::parse(spec.pattern));
   }
-  auto [west, trans] = estimate_weights(c, nm, p, spec.quant, opt.mode, opt.act_dtype);
-  SS_ASSIGN_OR_RETURN(auto m, CudaModelImpl::create(c, opt, west, trans));
+  SS_ASSIGN_OR_RETURN(auto m,
+                      CudaModelImpl::create(
+                          c, opt, estimate_memory(c, nm, p, spec.quant, opt.mode, opt.act_dtype)));
   const int64_t C = c.hidden_size;
   const std::vector<LinearSpec> specs = model_linears(c);
   static const int kGroups[4][3] = {{0, 1, 2}, {3, -1, -1}, {4, 5, -1}, {6, -1, -1}};
