@@ -471,5 +471,54 @@ TEST(CudaModel, DISABLED_SyntheticQwen14BLoadTime) {
       (*m)->peak_memory_bytes() / 1e9, prefill_ms, 1024 / prefill_ms * 1e3, tpot);
 }
 
+// Per-op profile of a Qwen2.5-7B prefill step (S=16 x L=1024 = 16384 tokens) and a decode step
+// (B=16), synthetic 6:8 int8 and dense int8 weights: the GEMM vs non-GEMM split of the engine.
+TEST(CudaModel, DISABLED_Qwen7BProfile) {
+  SS_SKIP_WITHOUT_GPU();
+  for (const char* pattern : {"dense", "6:8"}) {
+    SyntheticModelSpec spec;
+    spec.arch = "qwen2.5-7b";
+    spec.pattern = pattern;
+    spec.quant = QuantMode::kInt8;
+    CudaModelOptions o;
+    o.max_batch = 16;
+    o.max_ctx = 1024 + 8;
+    o.max_step_tokens = 16384;
+    o.profile = true;
+    auto m = CudaModel::synthetic(spec, o);
+    ASSERT_TRUE(m.ok()) << m.status().to_string();
+    const std::vector<int32_t> ids = random_ids(16384, (*m)->config().vocab_size, 2);
+    std::vector<int32_t> next(16);
+    SS_ASSERT_OK((*m)->prefill(ids.data(), 16, 1024, nullptr, next.data()));  // warm-up
+    for (const bool prefill : {true, false}) {
+      (*m)->reset_profile();
+      const int reps = prefill ? 3 : 16;
+      for (int r = 0; r < reps; ++r) {
+        if (prefill) {
+          SS_ASSERT_OK((*m)->prefill(ids.data(), 16, 1024, nullptr, next.data()));
+        } else {
+          SS_ASSERT_OK((*m)->decode(next.data(), 16, nullptr, next.data()));
+        }
+      }
+      double total = 0, gemm = 0;
+      std::string line;
+      for (const OpTime& t : (*m)->profile()) {
+        total += t.ms;
+        if (t.op == "qkv" || t.op == "o" || t.op == "gate_up" || t.op == "down" ||
+            t.op == "lm_head")
+          gemm += t.ms;
+        char b[64];
+        std::snprintf(b, sizeof b, " %s %.3f", t.op.c_str(), t.ms / reps);
+        line += b;
+      }
+      std::printf(
+          "[qwen2.5-7b %s int8 %s] %.2f ms/step (sum of ops), linears %.1f%%, other "
+          "%.1f%%;%s\n",
+          pattern, prefill ? "prefill 16x1024" : "decode B=16", total / reps, 100 * gemm / total,
+          100 * (total - gemm) / total, line.c_str());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace slidesparse
