@@ -52,32 +52,44 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   for (std::thread& th : pool) th.join();
 }
 
-// Counter-based N(0, stddev) values (splitmix64 + Box-Muller): element i of stream `key` depends
-// only on (key, i), so the split into threads does not change the weights.
+// Counter-based N(0, stddev) values: element i of stream `key` depends only on (key, i), so the
+// split into threads does not change the weights. One 64-bit hash gives four elements, each an
+// N(0, 1) quantile of a 65536-level table (inverse CDF at (j + 0.5) / 65536: tails to 4.3 sigma),
+// about 20x faster than Box-Muller; weights are rounded to bf16 or 8 bits afterwards anyway.
 uint64_t splitmix(uint64_t x) {
   x += 0x9E3779B97F4A7C15ULL;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
   return x ^ (x >> 31);
 }
-// Elements 2k and 2k+1 of stream `key` from one hash (both Box-Muller outputs).
-void normal_pair(uint64_t key, int64_t k, float stddev, float* a, float* b) {
-  const uint64_t r = splitmix(key ^ splitmix(static_cast<uint64_t>(k)));
-  const float u1 = (static_cast<float>(r >> 40) + 1.0f) * (1.0f / 16777216.0f);  // (0, 1]
-  const float u2 = static_cast<float>((r >> 16) & 0xFFFFFF) * (1.0f / 16777216.0f);
-  const float rad = stddev * std::sqrt(-2.0f * std::log(u1)), th = 6.28318530718f * u2;
-  *a = rad * std::cos(th);
-  *b = rad * std::sin(th);
+const float* normal_table() {
+  static const std::vector<float> t = [] {
+    std::vector<float> v(65536);
+    for (int j = 0; j < 32768; ++j) {
+      const double p = (j + 0.5) / 65536.0;            // lower half; the upper half mirrors it
+      const double u = std::sqrt(-2.0 * std::log(p));  // Abramowitz-Stegun 26.2.23 start
+      double x = -(u - (2.515517 + 0.802853 * u + 0.010328 * u * u) /
+                           (1 + 1.432788 * u + 0.189269 * u * u + 0.001308 * u * u * u));
+      for (int it = 0; it < 3; ++it) {  // Newton on Phi(x) = p
+        const double cdf = 0.5 * std::erfc(-x / std::sqrt(2.0));
+        x -= (cdf - p) / (std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI));
+      }
+      v[static_cast<size_t>(j)] = static_cast<float>(x);
+      v[static_cast<size_t>(65535 - j)] = static_cast<float>(-x);
+    }
+    return v;
+  }();
+  return t.data();
 }
-// Fills v[0, n) with elements first .. first+n-1 of stream `key` (first even).
+// Fills v[0, n) with elements first .. first+n-1 of stream `key` (first a multiple of 4).
 void fill_normal(uint64_t key, int64_t first, int64_t n, float stddev, float* v) {
-  for (int64_t i = 0; i < n; i += 2) {
-    float a, b;
-    normal_pair(key, (first + i) / 2, stddev, &a, &b);
-    v[i] = a;
-    if (i + 1 < n) v[i + 1] = b;
+  const float* tab = normal_table();
+  for (int64_t i = 0; i < n; i += 4) {
+    const uint64_t r = splitmix(key ^ splitmix(static_cast<uint64_t>((first + i) / 4)));
+    for (int64_t j = 0; j < 4 && i + j < n; ++j) v[i + j] = stddev * tab[(r >> (16 * j)) & 0xFFFF];
   }
 }
+
 uint64_t name_key(uint64_t seed, const std::string& name) {
   uint64_t h = 1469598103934665603ULL ^ seed;
   for (char c : name) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
@@ -114,7 +126,7 @@ NmTensor random_nm(uint64_t key, int64_t N, int64_t K, Pattern p, QuantMode q, D
   parallel_for(N, [&](int64_t r0, int64_t r1) {
     std::vector<float> row(static_cast<size_t>(vpr)), fresh(static_cast<size_t>(vpr));
     for (int64_t r = r0; r < r1; ++r) {
-      fill_normal(key, r * round_up(vpr, 2), vpr, 0.02f, fresh.data());
+      fill_normal(key, r * round_up(vpr, 4), vpr, 0.02f, fresh.data());
       for (int64_t b = 0; b < blocks; ++b) {
         const uint64_t h =
             splitmix(key ^ splitmix(0x6D61736BULL + static_cast<uint64_t>(r * blocks + b)));
@@ -942,29 +954,24 @@ Expected<std::unique_ptr<CudaModel>> synthetic_cuda_model(const SyntheticModelSp
                           c, opt, estimate_memory(c, nm, p, spec.quant, opt.mode, opt.act_dtype)));
   const int64_t C = c.hidden_size;
   const std::vector<LinearSpec> specs = model_linears(c);
-  static const int kGroups[4][3] = {{0, 1, 2}, {3, -1, -1}, {4, 5, -1}, {6, -1, -1}};
+  const std::vector<FusedShape> shapes = fused_shapes(c);
+  static const int kFirst[4] = {0, 3, 4, 6};  // q, o, gate, down: their bias flag
   for (int64_t l = 0; l < c.num_layers; ++l) {
     for (int f = 0; f < 4; ++f) {
-      std::vector<NmTensor> parts;
-      std::vector<std::vector<float>> dense, biases;
-      for (int g : kGroups[f]) {
-        if (g < 0) continue;
-        const LinearSpec& ls = specs[static_cast<size_t>(l * 7 + g)];
-        const uint64_t key = name_key(spec.seed, ls.name);
-        if (ls.has_bias) biases.push_back(random_normal(key ^ 0xB1A5, ls.N, 0.02f));
-        if (nm)
-          parts.push_back(random_nm(key, ls.N, ls.K, p, spec.quant, opt.act_dtype));
-        else
-          dense.push_back(random_normal(key, ls.N * ls.K, 0.02f));
-      }
+      // Each fused layer is drawn whole (its parts have the same distribution): no concatenation.
+      const FusedShape& sh = shapes[static_cast<size_t>(f)];
+      const uint64_t key =
+          name_key(spec.seed, "model.layers." + std::to_string(l) + "." + kFusedNames[f]);
       FusedWeight fw;
+      fw.N = sh.N;
+      fw.K = sh.K;
+      if (specs[static_cast<size_t>(l * 7 + kFirst[f])].has_bias)
+        fw.bias = random_normal(key ^ 0xB1A5, sh.N, 0.02f);
       if (nm) {
-        SS_ASSIGN_OR_RETURN(fw, fuse_nm(std::move(parts), std::move(biases)));
+        fw.nm = true;
+        fw.t = random_nm(key, sh.N, sh.K, p, spec.quant, opt.act_dtype);
       } else {
-        fw.w = concat(dense);
-        fw.K = specs[static_cast<size_t>(l * 7 + kGroups[f][0])].K;
-        fw.N = static_cast<int64_t>(fw.w.size()) / fw.K;
-        fw.bias = concat(biases);
+        fw.w = random_normal(key, sh.N * sh.K, 0.02f);
       }
       SS_RETURN_IF_ERROR(m->set_linear(l, f, std::move(fw), opt.mode, spec.quant));
     }
