@@ -340,6 +340,56 @@ TEST(EngineKernels, ArgmaxTiesNanInf) {
       }
 }
 
+// ---- quantization at its rounding boundaries ------------------------------------------------
+// The kernels' quantize (shared by launch_quantize, launch_quant_lift and the fused prologues)
+// takes a multiply-by-reciprocal fast path away from rounding boundaries; rows whose scale is
+// exactly 1 put values right on the boundaries (k + 1/2 for int8, e4m3 midpoints and subnormals
+// for fp8), where only the exact division may decide.
+TEST(EngineKernels, QuantizeRoundingBoundaries) {
+  SS_SKIP_WITHOUT_GPU();
+  for (DType t : {DType::kBF16, DType::kF16})
+    for (QuantMode q : {QuantMode::kInt8, QuantMode::kFp8}) {
+      SCOPED_TRACE(tname(t) + " " + quant_mode_name(q));
+      const float qmax = quant_qmax(q);
+      std::vector<float> vals;
+      if (q == QuantMode::kInt8) {
+        for (int k = -127; k < 127; ++k) vals.push_back(k + 0.5f);
+      } else {
+        for (int e = -9; e <= 8; ++e)  // e4m3 midpoints (normal and subnormal) and neighbours
+          for (int m = 0; m < 16; ++m) vals.push_back(std::ldexp(1.0f + m / 16.0f, e));
+        for (int m = 1; m < 32; ++m) vals.push_back(std::ldexp(static_cast<float>(m), -10));
+      }
+      // + one bf16 row of tiny values: scale subnormal, 1/scale overflows to inf.
+      const int64_t C = 64, full = (static_cast<int64_t>(vals.size()) + C - 2) / (C - 1);
+      const int64_t rows = full + (t == DType::kBF16 ? 1 : 0);
+      std::vector<uint16_t> raw(rows * C);
+      std::vector<float> f(rows * C);
+      for (int64_t c = 0; c < C && rows > full; ++c)
+        raw[full * C + c] = rnd(t, (c % 2 ? -3e-37f : 3e-37f) * static_cast<float>(c + 1) / C);
+      for (int64_t r = 0; r < full; ++r) {
+        raw[r * C] = rnd(t, qmax);  // absmax = qmax: scale exactly 1
+        for (int64_t c = 1; c < C; ++c) {
+          size_t i = static_cast<size_t>(r * (C - 1) + c - 1);
+          float v = i < vals.size() ? vals[i] : 0.25f;
+          if (c % 2) v = -v;
+          raw[r * C + c] = rnd(t, v);
+        }
+      }
+      for (size_t i = 0; i < raw.size(); ++i) f[i] = val(t, raw[i]);
+      std::vector<uint8_t> want(rows * C);
+      std::vector<float> sc(rows);
+      quantize_rows(q, f.data(), rows, C, want.data(), sc.data());
+      auto dx = to_device(raw);
+      auto dout = poisoned(rows * C), dsc = poisoned(rows * 4);
+      SS_ASSERT_OK(k::launch_quantize(t, q, dx.get(), rows, C, dout.get(), rows, C, dsc.as<float>(),
+                                      nullptr));
+      expect_same8(to_host<uint8_t>(dout, rows * C), want, C, "codes at rounding boundaries");
+      auto gsc = to_host<float>(dsc, rows);
+      for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(std::memcmp(&gsc[r], &sc[r], 4), 0) << r;
+      for (int64_t r = 0; r < full; ++r) ASSERT_EQ(gsc[r], 1.0f);
+    }
+}
+
 // ---- fused prologues ------------------------------------------------------------------------
 struct SlotCase {
   QuantMode q;

@@ -64,6 +64,16 @@ SS_HD float bits_to_float(uint32_t u) {
 #endif
 }
 
+SS_HD uint32_t float_to_bits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
 // exp(x) in fp32 with <= 2 ulp error (tested against fp64 exp): Cody-Waite reduction by ln 2,
 // degree-7 Taylor polynomial (|r| <= 0.35: truncation 5e-9 relative), exact scaling by 2^n.
 // Results below FLT_MIN (x < -87.33) return 0, above FLT_MAX (x > 88.72) +inf; NaN stays NaN.
@@ -83,6 +93,8 @@ SS_HD float exp_f32(float x) {
   p = ffma(p, r, 1.0f);
   p = ffma(p, r, 1.0f);
   const int ni = static_cast<int>(n);
+  if (ni > -126)  // p in [0.70, 1.42]: p * 2^n is a normal number, i.e. an exponent-field add
+    return bits_to_float(float_to_bits(p) + (static_cast<uint32_t>(ni) << 23));
   const int h = ni / 2;  // two factors keep each power of two a normal number
   p = fmul(p, bits_to_float(static_cast<uint32_t>(h + 127) << 23));
   return fmul(p, bits_to_float(static_cast<uint32_t>(ni - h + 127) << 23));
