@@ -270,9 +270,10 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
   }
 }
 
-// Threads per row CTA: one 8-element chunk per thread where possible, 64..512.
+// Threads per row CTA: two 8-element chunks per thread where possible (two 16-byte loads in
+// flight per input, and small CTAs so that many rows in different phases share an SM), 64..512.
 inline int row_threads(int64_t C) {
-  int64_t chunks = (C + 7) / 8;
+  int64_t chunks = (C + 15) / 16;
   int64_t t = (chunks + 31) / 32 * 32;
   return static_cast<int>(std::min<int64_t>(512, std::max<int64_t>(64, t)));
 }
