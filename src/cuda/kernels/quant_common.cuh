@@ -80,7 +80,8 @@ __device__ __forceinline__ float block_max(float v, float* red) {
 // bit: the row [K] in shared memory (written by this CTA, not yet published), each thread's
 // partial absmax `amax` -> per-token scale (*scale_out) and the codes of one output row o
 // [K_out], plain (columns >= K zero) or gathered through the lift (LIFT; `codes` is shared scratch
-// of at least K_pad + 8 bytes). The row area must hold K rounded up to 8 elements.
+// of at least K_pad + 8 bytes). The row area holds K rounded up to 8 elements, those >= K zero
+// (+0.0: code 0), so that whole 16-byte chunks are quantized without masks.
 template <class TIn, bool FP8, bool LIFT>
 __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int Ki, int m, int L,
                                                 int nblk, uint8_t* __restrict__ o, int K_out,
@@ -90,8 +91,7 @@ __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int 
   const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
   const float inv = __frcp_rn(scale);
   if (threadIdx.x == 0) *scale_out = scale;
-  // The row is read 8 elements per 16-byte shared-memory load; the row area holds Kr elements
-  // (K rounded up to 8), those >= K are masked.
+  // The row is read 8 elements per 16-byte shared-memory load; chunks past Kr read as zero.
   const int Kr = (Ki + 7) & ~7;
   const uint4 zero = make_uint4(0, 0, 0, 0);
   if (!LIFT) {
@@ -103,7 +103,7 @@ __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int 
       alignas(16) uint8_t q[16];
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        float v = c + i < Ki ? to_f32(e[i]) : 0.0f;
+        const float v = to_f32(e[i]);
         q[i] = FP8 ? quant_e4m3_fast(v, scale, inv) : quant_i8_fast(v, scale, inv);
       }
       *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
@@ -121,7 +121,7 @@ __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int 
     alignas(8) uint8_t q[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      float v = c + i < Ki ? to_f32(e[i]) : 0.0f;
+      const float v = to_f32(e[i]);
       q[i] = FP8 ? quant_e4m3_fast(v, scale, inv) : quant_i8_fast(v, scale, inv);
     }
     *reinterpret_cast<uint2*>(codes + c) = *reinterpret_cast<const uint2*>(q);
@@ -183,6 +183,7 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
     }
   }
   const int Ki = static_cast<int>(K);
+  for (int c = Ki + threadIdx.x; c < ((Ki + 7) & ~7); c += blockDim.x) row[c] = TIn(0.0f);
   uint8_t* codes = smem_raw + ((static_cast<size_t>(K) * sizeof(TIn) + 15) & ~size_t{15});
   quant_row_store<TIn, FP8, LIFT>(row, amax, Ki, m, L, static_cast<int>(blocks), o, K_out,
                                   scales + r, qmax, red, codes);

@@ -239,6 +239,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
   }
   // The row is in shared memory (each thread wrote its own part; the stores below sync first).
   if constexpr (OUT == kRowQuant || OUT == kRowQuantLift) {
+    for (int c = C + tid; c < ((C + 7) & ~7); c += nt) row[c] = from_f32<T>(0.0f);
     uint8_t* codes = smem_raw + row_smem_bytes(C, kRowQuant);
     quant_row_store<T, FP8, OUT == kRowQuantLift>(row, amax, C, a.m, a.L, a.nblk,
                                                   static_cast<uint8_t*>(a.out) + r * a.K_out,
