@@ -7,6 +7,9 @@
 #   scripts/device_run.sh short   # build, tests, memcheck, a small tune + bench (Qwen2.5-7B, int8/fp8)
 #   scripts/device_run.sh full    # build, tune + full M sweep bench (Qwen2.5-7B, int8/fp8/bf16)
 #   scripts/device_run.sh bench   # like full, without the tests (build dir reused if present)
+#   scripts/device_run.sh e2e     # issue 5: gpu tests, engine memcheck, HF parity, bench e2e
+#                                 # prefill/decode/profile/other models, HF baseline, e2e.svg
+#                                 # (see the e2e section below for its parts, env vars and timing)
 #
 # Environment: SS_PREBUILT (a directory with slidesparse, kernels_test, linear_test built elsewhere
 # for sm_90a: skips the build and runs the gpu test binaries directly, saving device time),
@@ -49,7 +52,9 @@ B=$ROOT/build-device
 if [ -n "${SS_PREBUILT:-}" ] && [ -x "$SS_PREBUILT/slidesparse" ]; then
   say "$(stamp) build: prebuilt binaries from $SS_PREBUILT"
   mkdir -p "$B/bin"
-  cp "$SS_PREBUILT"/* "$B/bin/"
+  cp "$SS_PREBUILT"/* "$B/bin/" 2>/dev/null
+  # scripts/carry_bins.sh layout: .carry_<name>/bin + .carry_<name>/lib (OpenBLAS, gfortran)
+  [ -d "$SS_PREBUILT/../lib" ] && export LD_LIBRARY_PATH=$(cd "$SS_PREBUILT/../lib" && pwd):$LD_LIBRARY_PATH
 elif [ ! -f "$B/CMakeCache.txt" ]; then
   cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${SS_ARCH:-90a-real}" \
     -DCUSPARSELT_ROOT="$CUSPARSELT_ROOT" "${PREFIX[@]}" >"$OUT/cmake.log" 2>&1
@@ -75,6 +80,7 @@ if [ "$MODE" != bench ]; then
   else
     # Prebuilt: the gpu-labelled test executables (exactly what ctest -L gpu runs).
     for t in "$B"/bin/*_test; do
+      [ -x "$t" ] || continue
       "$t" >"$OUT/$(basename "$t").log" 2>&1
       rc=$?
       say "$(stamp) $(basename "$t"): rc=$rc; $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/$(basename "$t").log" | tr '\n' ' ')"
@@ -82,7 +88,9 @@ if [ "$MODE" != bench ]; then
     done
   fi
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  if [ -x "$CS" ]; then
+  if [ "$MODE" = e2e ] && [ "${SS_MEMCHECK_KERNELS:-0}" != 1 ]; then
+    :  # e2e mode: the engine memcheck below instead of the linear-layer ones
+  elif [ -x "$CS" ]; then
     "$CS" --tool memcheck --leak-check full --error-exitcode 9 "$B/bin/kernels_test" \
       --gtest_filter='CudaKernels.LiftBitExact:CudaKernels.EpilogueBitExact:CudaKernels.SlideBuildBitExact' \
       >"$OUT/memcheck.log" 2>&1
@@ -97,6 +105,110 @@ if [ "$MODE" != bench ]; then
   else
     say "compute-sanitizer: not found"
   fi
+fi
+
+# ---- e2e (issue 5) ----------------------------------------------------------------------------------
+# Parts (E2E_PARTS, comma list; default all, in this order) and their H100 time estimates with the
+# default lists (Qwen2.5-7B ~ 1.3e10 FLOP/token; synthetic loads a few s each):
+#   memcheck  compute-sanitizer memcheck of bench e2e on tiny-qwen2 (dense + 6:8, int8 + bf16,
+#             prefill + decode: every engine kernel runs)                                   ~30 s
+#   hfcmp     scripts/hf_compare_cuda.py: logits + 32 greedy tokens vs transformers         ~30 s
+#   prefill   Qwen2.5-7B, E2E_PATTERNS x E2E_QUANTS + bf16 dense, M = E2E_M                 ~150 s
+#   decode    Qwen2.5-7B, E2E_DECODE_PATTERNS x E2E_DECODE_QUANTS + bf16 dense, E2E_BATCH   ~90 s
+#   profile   Qwen2.5-7B --profile at M = 16384 (dense + 6:8 int8, bf16 dense)              ~20 s
+#   others    E2E_OTHER_MODELS at M = 16384, E2E_PATTERNS x E2E_QUANTS                       ~90 s
+#   hf        bench/hf_e2e.py on the same config.json: prefill at E2E_M, decode at E2E_HF_BATCH ~60 s
+# Total ~8 min: one device call of 10 min fits; otherwise split with E2E_PARTS over two calls (the
+# parts write separate folders under $OUT/e2e, and the final plot step merges whatever is there).
+# Every part runs under `timeout E2E_PART_TIMEOUT` (default 240 s) and its log goes to logs.tar.gz.
+if [ "$MODE" = e2e ]; then
+  CLI=$B/bin/slidesparse
+  E=$OUT/e2e
+  mkdir -p "$E"
+  PARTS=",${E2E_PARTS:-memcheck,hfcmp,prefill,decode,profile,others,hf},"
+  TMO=${E2E_PART_TIMEOUT:-240}
+  ARCH=${E2E_ARCH:-qwen2.5-7b}
+  PATS=${E2E_PATTERNS:-dense,2:4,6:8}
+  QUANTS=${E2E_QUANTS:-int8,fp8}
+  EM=${E2E_M:-512,2048,8192,16384,65536}
+  EB=${E2E_BATCH:-1,16,64,256,512}
+  REPS=${E2E_REPS:-5}
+  has() { [[ "$PARTS" == *",$1,"* ]]; }
+  # part NAME LOG CMD...: runs CMD under the timeout, logs to $OUT/LOG, one summary line.
+  part() {
+    local name=$1 log=$2
+    shift 2
+    timeout "$TMO" "$@" >"$OUT/$log" 2>&1
+    local rc=$?
+    say "$(stamp) $name: rc=$rc$([ $rc = 124 ] && echo ' (TIMEOUT)') (log $log)"
+    [ $rc -ne 0 ] && tail -n 3 "$OUT/$log" | tee -a "$SUMMARY"
+    return 0
+  }
+  if has memcheck; then
+    CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    part "memcheck bench e2e tiny-qwen2" memcheck_e2e.log "$CS" --tool memcheck --error-exitcode 9 \
+      "$CLI" bench e2e --arch tiny-qwen2 --pattern dense,6:8 --quant int8,none --M 64 --prompt-len 32 \
+      --batch 3 --gen-len 4 --reps 1 --warmup 0 --out "$E/memcheck"
+    say "  $(grep -E 'ERROR SUMMARY' "$OUT/memcheck_e2e.log" | tail -n1)"
+  fi
+  if has hfcmp; then
+    part "hf_compare_cuda.py" hf_compare_cuda.log "$PY" scripts/hf_compare_cuda.py --bin "$CLI" \
+      --json "$E/hf_compare_cuda.json"
+    grep -E '^\{|^hf_compare_cuda' "$OUT/hf_compare_cuda.log" | tee -a "$SUMMARY"
+  fi
+  if has prefill; then
+    part "bench e2e $ARCH prefill ($QUANTS x $PATS)" e2e_prefill_w8.log "$CLI" bench e2e --arch "$ARCH" \
+      --mode prefill --pattern "$PATS" --quant "$QUANTS" --M "$EM" --reps "$REPS" --out "$E/prefill_w8"
+    part "bench e2e $ARCH prefill (bf16 ${E2E_BF16_PATTERNS:-dense})" e2e_prefill_bf16.log "$CLI" bench e2e \
+      --arch "$ARCH" --mode prefill --pattern "${E2E_BF16_PATTERNS:-dense}" --quant none --M "$EM" \
+      --reps "$REPS" --out "$E/prefill_bf16"
+  fi
+  if has decode; then
+    part "bench e2e $ARCH decode (${E2E_DECODE_QUANTS:-int8} x ${E2E_DECODE_PATTERNS:-$PATS})" \
+      e2e_decode_w8.log "$CLI" bench e2e --arch "$ARCH" --mode decode \
+      --pattern "${E2E_DECODE_PATTERNS:-$PATS}" --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" \
+      --reps "$REPS" --out "$E/decode_w8"
+    # e.g. E2E_DECODE_AUTO=6:8 E2E_TUNING=tuning.json: the `auto >= 0.98x dense` target (auto picks
+    # sparse only where tuning data says it wins: without E2E_TUNING it runs dense throughout)
+    if [ -n "${E2E_DECODE_AUTO:-}" ]; then
+      part "bench e2e $ARCH decode auto ($E2E_DECODE_AUTO)" e2e_decode_auto.log "$CLI" bench e2e \
+        --arch "$ARCH" --mode decode --linear-mode auto --pattern "dense,$E2E_DECODE_AUTO" \
+        --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" --reps "$REPS" --out "$E/decode_auto" \
+        ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+    fi
+    part "bench e2e $ARCH decode (bf16 dense)" e2e_decode_bf16.log "$CLI" bench e2e --arch "$ARCH" \
+      --mode decode --pattern dense --quant none --batch "$EB" --reps "$REPS" --out "$E/decode_bf16"
+  fi
+  if has profile; then
+    part "bench e2e $ARCH --profile M=16384 (int8 dense,6:8)" e2e_profile_w8.log "$CLI" bench e2e \
+      --arch "$ARCH" --mode prefill --pattern dense,6:8 --quant int8 --M 16384 --reps 2 --profile \
+      --out "$E/profile_w8"
+    part "bench e2e $ARCH --profile M=16384 (bf16 dense)" e2e_profile_bf16.log "$CLI" bench e2e \
+      --arch "$ARCH" --mode prefill --pattern dense --quant none --M 16384 --reps 2 --profile \
+      --out "$E/profile_bf16"
+  fi
+  if has others; then
+    for m in $(echo "${E2E_OTHER_MODELS:-llama3.2-1b,llama3.2-3b,qwen2.5-14b}" | tr ',' ' '); do
+      part "bench e2e $m prefill M=16384 ($QUANTS x $PATS)" "e2e_$m.log" "$CLI" bench e2e --arch "$m" \
+        --mode prefill --pattern "$PATS" --quant "$QUANTS" --M 16384 --reps "$REPS" --out "$E/other_$m"
+    done
+  fi
+  if has hf; then
+    "$CLI" synth --arch "$ARCH" --config-only --force --out "$E/config_$ARCH" >/dev/null 2>&1
+    part "HF transformers baseline $ARCH (bf16, sdpa)" hf_e2e.log "$PY" bench/hf_e2e.py \
+      --config "$E/config_$ARCH" --name "$ARCH" --M "$EM" --batch "${E2E_HF_BATCH:-1,16,64}" \
+      --reps "${E2E_HF_REPS:-3}" --out "$E/hf_e2e_$ARCH.json"
+  fi
+  # Merge every part's e2e.json (+ the HF baseline) into $OUT/e2e.json, e2e.csv, e2e.svg + tables.
+  mapfile -t J < <(ls "$E"/*/e2e.json "$E"/hf_e2e_*.json 2>/dev/null | grep -v /memcheck/)
+  if [ ${#J[@]} -gt 0 ]; then
+    python3 scripts/plot_e2e.py --out "$OUT" "${J[@]}" >"$OUT/e2e_tables.txt" 2>&1
+    cat "$OUT/e2e_tables.txt" >>"$SUMMARY"
+  fi
+  rm -rf "$E/config_$ARCH"
+  (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log 2>/dev/null)
+  say "$(stamp) done"
+  exit 0
 fi
 
 # ---- tune + bench -----------------------------------------------------------------------------------

@@ -62,10 +62,18 @@ class TuningTable {
   std::vector<TuneEntry> entries;
 };
 
+// Forward scratch (quantized/lifted operand, scales, accumulators, cuBLASLt workspace) that
+// several layers share when they run one after another on one stream, as an engine's layers do:
+// one copy for the largest layer instead of one per layer. Opaque; buffers only grow, and an
+// input_slot() pointer stays valid until a reserve grows them.
+struct LinearScratch;
+std::shared_ptr<LinearScratch> make_linear_scratch();
+
 struct LinearConfig {
-  DType act_dtype = DType::kBF16;       // BF16 or F16: the model's dtype (x and y)
-  const TuningTable* tuning = nullptr;  // optional; must outlive the layer
-  void* stream = nullptr;               // used by prepare (uploads, slide build, compression)
+  DType act_dtype = DType::kBF16;          // BF16 or F16: the model's dtype (x and y)
+  const TuningTable* tuning = nullptr;     // optional; must outlive the layer
+  void* stream = nullptr;                  // used by prepare (uploads, slide build, compression)
+  std::shared_ptr<LinearScratch> scratch;  // null: the layer has its own
 };
 
 // Where a layer's prologue writes its activation operand, so that the op before the layer

@@ -4,8 +4,11 @@
 // exactly as the CPU reference does (see docs/kernels.md for the measured alternative).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "cuda/cuda_check.h"
 #include "cuda/gemm.h"
@@ -17,6 +20,20 @@
 #include "slidesparse/linear.h"
 
 namespace slidesparse {
+
+// One set of forward buffers for the layers that share it (they run one after another on one
+// stream): buffers only grow, so a layer's reserve stays valid when another layer grows them.
+struct LinearScratch {
+  cuda::DeviceBuffer xq;   // activation operand [M_pad, K_out] (quantized / lifted)
+  cuda::DeviceBuffer sx;   // per-token scales [M_pad] fp32
+  cuda::DeviceBuffer acc;  // GEMM accumulators [M_pad, N_ld]
+  std::shared_ptr<cuda::DeviceBuffer> gemm_ws = std::make_shared<cuda::DeviceBuffer>();  // cuBLASLt
+};
+
+std::shared_ptr<LinearScratch> make_linear_scratch() {
+  return std::make_shared<LinearScratch>();
+}
+
 namespace cuda {
 namespace {
 
@@ -81,7 +98,8 @@ class DenseLinear final : public GpuLinear {
     // cuBLASLt has no fp8 kernel for N % 16 != 0 (measured: N = 111 fails): the weight gets zero
     // rows up to N_ld and the GEMM computes N_ld outputs per token (the epilogue reads N).
     l->N_gemm_ = q == QuantMode::kFp8 ? l->N_ld_ : N;
-    SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_));
+    l->sc_ = cfg.scratch ? cfg.scratch : make_linear_scratch();
+    SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_, l->sc_->gemm_ws));
     cudaStream_t s = S(cfg.stream);
     size_t es = dtype_size(l->gin_);
     if (code_t != l->gin_)
@@ -106,10 +124,10 @@ class DenseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(check_m(M));
     if (M <= cap_M_) return Status::Ok();
     if (q_ != QuantMode::kNone) {
-      SS_RETURN_IF_ERROR(xq_.reserve(static_cast<size_t>(M * K_al_)));
-      SS_RETURN_IF_ERROR(sx_.reserve(static_cast<size_t>(M) * sizeof(float)));
+      SS_RETURN_IF_ERROR(sc_->xq.reserve(static_cast<size_t>(M * K_al_)));
+      SS_RETURN_IF_ERROR(sc_->sx.reserve(static_cast<size_t>(M) * sizeof(float)));
     }
-    SS_RETURN_IF_ERROR(acc_.reserve(static_cast<size_t>(M * N_ld_) * dtype_size(gout_)));
+    SS_RETURN_IF_ERROR(sc_->acc.reserve(static_cast<size_t>(M * N_ld_) * dtype_size(gout_)));
     cap_M_ = M;
     return Status::Ok();
   }
@@ -118,30 +136,31 @@ class DenseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     x_ = x;
     if (q_ == QuantMode::kNone) return Status::Ok();
-    return kernels::launch_quantize(act_, q_, x, M, K_, xq_.get(), M, K_al_, sx_.as<float>(),
-                                    S(stream));
+    return kernels::launch_quantize(act_, q_, x, M, K_, sc_->xq.get(), M, K_al_,
+                                    sc_->sx.as<float>(), S(stream));
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
+    const void* xin = q_ == QuantMode::kNone ? x_ : sc_->xq.get();
     int algo = -1;
     if (tuning_)
       if (const TuneEntry* e = tuning_->find_nearest("cublaslt", prec_, "dense", N_, K_, M))
         algo = e->algo_index;
-    return gemm_->run(w_.get(), xin, d, M, N_gemm_, K_al_, d == acc_.get() ? N_ld_ : N_, algo,
+    return gemm_->run(w_.get(), xin, d, M, N_gemm_, K_al_, d == sc_->acc.get() ? N_ld_ : N_, algo,
                       S(stream));
   }
 
   Status run_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    return gemm_into(acc_.get(), M, stream);
+    return gemm_into(sc_->acc.get(), M, stream);
   }
 
   Status run_epilogue(void* y, int64_t M, void* stream) override {
     const bool q8 = q_ != QuantMode::kNone;
     return kernels::launch_epilogue(
-        gout_, acc_.get(), N_ld_, q8 ? sx_.as<float>() : nullptr, q8 ? sw_.as<float>() : nullptr,
-        has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_, S(stream));
+        gout_, sc_->acc.get(), N_ld_, q8 ? sc_->sx.as<float>() : nullptr,
+        q8 ? sw_.as<float>() : nullptr, has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_,
+        S(stream));
   }
 
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
@@ -153,7 +172,7 @@ class DenseLinear final : public GpuLinear {
       return kernels::launch_epilogue(act_, y, N_, nullptr, nullptr, bias_.as<float>(), act_, y, N_,
                                       M, N_, S(stream));
     }
-    SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
 
@@ -163,8 +182,8 @@ class DenseLinear final : public GpuLinear {
     s.dtype = gin_;
     s.quant = q_;
     if (q_ == QuantMode::kNone) return s;  // W16A16: the GEMM reads x itself
-    s.codes = xq_.get();
-    s.scales = sx_.as<float>();
+    s.codes = sc_->xq.get();
+    s.scales = sc_->sx.as<float>();
     s.M_pad = M;
     s.K_out = K_al_;
     return s;
@@ -172,12 +191,12 @@ class DenseLinear final : public GpuLinear {
   Status forward_prepared(void* y, int64_t M, void* stream) override {
     if (q_ == QuantMode::kNone)
       return unsupported("dense W16A16 linear has no prologue to fuse: call forward");
-    SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
 
   Status copy_accumulators(int64_t M, void* host, void* stream) override {
-    return copy_to_host(acc_, gout_, M, N_, N_ld_, host, S(stream));
+    return copy_to_host(sc_->acc, gout_, M, N_, N_ld_, host, S(stream));
   }
 
   Expected<int> gemm_configs(int64_t M) override {
@@ -190,9 +209,9 @@ class DenseLinear final : public GpuLinear {
   }
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
-    return gemm_->run(w_.get(), xin, acc_.get(), M, N_gemm_, K_al_, N_ld_, e ? e->algo_index : -1,
-                      S(stream));
+    const void* xin = q_ == QuantMode::kNone ? x_ : sc_->xq.get();
+    return gemm_->run(w_.get(), xin, sc_->acc.get(), M, N_gemm_, K_al_, N_ld_,
+                      e ? e->algo_index : -1, S(stream));
   }
   Expected<TuneEntry> search_gemm(int64_t, void*) override {
     return unsupported("dense linear: no library search (use the heuristic candidates)");
@@ -207,7 +226,8 @@ class DenseLinear final : public GpuLinear {
   std::string prec_;
   const void* x_ = nullptr;
   std::unique_ptr<GemmDense> gemm_;
-  DeviceBuffer w_, sw_, bias_, xq_, sx_, acc_;
+  DeviceBuffer w_, sw_, bias_;
+  std::shared_ptr<LinearScratch> sc_;
 };
 
 // ---- sparse layer ----
@@ -240,6 +260,7 @@ class SparseLinear final : public GpuLinear {
     l->align_ = gemm_align(gin);
     l->K_out_ = w.pattern.k_lifted_aligned(w.K, l->align_);
     l->N_pad_ = round_up(w.N, l->align_);
+    l->sc_ = cfg.scratch ? cfg.scratch : make_linear_scratch();
     cudaStream_t s = S(cfg.stream);
     DeviceBuffer vals, masks, wslided;
     SS_RETURN_IF_ERROR(upload(vals, w.values.data(), w.values.size(), s));
@@ -269,9 +290,9 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(check_m(M));
     int64_t Mp = round_up(M, align_);
     if (Mp <= cap_M_) return Status::Ok();
-    SS_RETURN_IF_ERROR(xq_.reserve(static_cast<size_t>(Mp * K_out_) * dtype_size(gin_)));
-    SS_RETURN_IF_ERROR(sx_.reserve(static_cast<size_t>(Mp) * sizeof(float)));
-    SS_RETURN_IF_ERROR(acc_.reserve(static_cast<size_t>(Mp * N_pad_) * dtype_size(gout_)));
+    SS_RETURN_IF_ERROR(sc_->xq.reserve(static_cast<size_t>(Mp * K_out_) * dtype_size(gin_)));
+    SS_RETURN_IF_ERROR(sc_->sx.reserve(static_cast<size_t>(Mp) * sizeof(float)));
+    SS_RETURN_IF_ERROR(sc_->acc.reserve(static_cast<size_t>(Mp * N_pad_) * dtype_size(gout_)));
     cap_M_ = Mp;
     return Status::Ok();
   }
@@ -292,24 +313,25 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     int64_t Mp = round_up(M, align_);
     if (q_ == QuantMode::kNone)
-      return kernels::launch_lift(act_, p_, x, M, K_, xq_.get(), Mp, K_out_, S(stream));
-    return kernels::launch_quant_lift(act_, q_, p_, x, M, K_, xq_.get(), Mp, K_out_,
-                                      sx_.as<float>(), S(stream));
+      return kernels::launch_lift(act_, p_, x, M, K_, sc_->xq.get(), Mp, K_out_, S(stream));
+    return kernels::launch_quant_lift(act_, q_, p_, x, M, K_, sc_->xq.get(), Mp, K_out_,
+                                      sc_->sx.as<float>(), S(stream));
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    return gemm_->run(xq_.get(), d, round_up(M, align_), algo_for(M), S(stream));
+    return gemm_->run(sc_->xq.get(), d, round_up(M, align_), algo_for(M), S(stream));
   }
   Status run_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    return gemm_into(acc_.get(), M, stream);
+    return gemm_into(sc_->acc.get(), M, stream);
   }
 
   Status run_epilogue(void* y, int64_t M, void* stream) override {
     const bool q8 = q_ != QuantMode::kNone;
     return kernels::launch_epilogue(
-        gout_, acc_.get(), N_pad_, q8 ? sx_.as<float>() : nullptr, q8 ? sw_.as<float>() : nullptr,
-        has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_, S(stream));
+        gout_, sc_->acc.get(), N_pad_, q8 ? sc_->sx.as<float>() : nullptr,
+        q8 ? sw_.as<float>() : nullptr, has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_,
+        S(stream));
   }
 
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
@@ -319,8 +341,8 @@ class SparseLinear final : public GpuLinear {
   Expected<InputSlot> input_slot(int64_t M) override {
     SS_RETURN_IF_ERROR(reserve(M));
     InputSlot s;
-    s.codes = xq_.get();
-    s.scales = q_ == QuantMode::kNone ? nullptr : sx_.as<float>();
+    s.codes = sc_->xq.get();
+    s.scales = q_ == QuantMode::kNone ? nullptr : sc_->sx.as<float>();
     s.M_pad = round_up(M, align_);
     s.K_out = K_out_;
     s.dtype = gin_;
@@ -333,12 +355,12 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     if (q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
       return gemm_into(y, M, stream);  // W16A16 with no padding: the GEMM writes y directly
-    SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
 
   Status copy_accumulators(int64_t M, void* host, void* stream) override {
-    return copy_to_host(acc_, gout_, M, N_, N_pad_, host, S(stream));
+    return copy_to_host(sc_->acc, gout_, M, N_, N_pad_, host, S(stream));
   }
 
   Expected<int> gemm_configs(int64_t M) override {
@@ -356,7 +378,7 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     SparseAlgo a;
     if (e) a = SparseAlgo{e->alg_id, e->split_k, e->split_k_mode, e->split_k_buffers};
-    return gemm_->run(xq_.get(), acc_.get(), round_up(M, align_), a, S(stream));
+    return gemm_->run(sc_->xq.get(), sc_->acc.get(), round_up(M, align_), a, S(stream));
   }
   Expected<TuneEntry> search_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
@@ -366,8 +388,8 @@ class SparseLinear final : public GpuLinear {
       return unsupported(
           "cusparseLtMatmulSearch is disabled for fp16 (breaks the context on "
           "cuSPARSELt 0.8.0)");
-    SS_ASSIGN_OR_RETURN(SparseAlgo a,
-                        gemm_->search(xq_.get(), acc_.get(), round_up(M, align_), S(stream)));
+    SS_ASSIGN_OR_RETURN(
+        SparseAlgo a, gemm_->search(sc_->xq.get(), sc_->acc.get(), round_up(M, align_), S(stream)));
     TuneEntry e = config(M, a.alg_id, a.split_k);
     e.split_k_mode = a.split_k_mode;
     e.split_k_buffers = a.split_k_buffers;
@@ -383,7 +405,8 @@ class SparseLinear final : public GpuLinear {
   const TuningTable* tuning_ = nullptr;
   std::string prec_;
   std::unique_ptr<GemmSparse24> gemm_;
-  DeviceBuffer sw_, bias_, xq_, sx_, acc_;
+  DeviceBuffer sw_, bias_;
+  std::shared_ptr<LinearScratch> sc_;
 };
 
 // ---- auto layer ----
@@ -453,15 +476,33 @@ Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N
     return invalid_argument("dense linear: weight shape [" + std::to_string(N) + "," +
                             std::to_string(K) + "] must be positive");
   SS_RETURN_IF_ERROR(cuda::check_act(cfg.act_dtype));
-  std::vector<float> scales;
+  std::vector<float> scales(q == QuantMode::kNone ? 0 : N);
   DType t = cuda::gemm_in(cfg.act_dtype, q);
-  std::vector<uint8_t> codes(static_cast<size_t>(N * K) * dtype_size(t));
-  if (q == QuantMode::kNone) {
-    SS_RETURN_IF_ERROR(convert_from_f32(t, w, codes.data(), N * K));
-  } else {
-    scales.resize(N);
-    quantize_rows(q, w, N, K, codes.data(), scales.data());
+  const size_t es = dtype_size(t);
+  std::vector<uint8_t> codes(static_cast<size_t>(N * K) * es);
+  // Row chunks on all cores (a model's lm_head is ~1e9 elements); per-row arithmetic, so the
+  // result does not depend on the split.
+  const int64_t threads =
+      std::min<int64_t>({16, std::max<int64_t>(1, std::thread::hardware_concurrency()),
+                         std::max<int64_t>(1, N / 64)});
+  std::vector<std::thread> pool;
+  std::atomic<bool> bad{false};
+  for (int64_t i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      const int64_t r0 = N * i / threads, r1 = N * (i + 1) / threads;
+      if (r1 <= r0) return;
+      if (q == QuantMode::kNone) {
+        if (!convert_from_f32(t, w + r0 * K, codes.data() + r0 * K * es, (r1 - r0) * K).ok())
+          bad = true;
+      } else {
+        quantize_rows(q, w + r0 * K, r1 - r0, K, codes.data() + r0 * K * es, scales.data() + r0);
+      }
+    });
   }
+  for (std::thread& th : pool) th.join();
+  if (bad)
+    return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
+                          " failed");
   SS_ASSIGN_OR_RETURN(
       auto l, cuda::DenseLinear::create(codes.data(), t, N, K, q, scales.data(), bias, cfg));
   return std::unique_ptr<GpuLinear>(std::move(l));
