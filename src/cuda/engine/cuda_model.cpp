@@ -506,7 +506,10 @@ class CudaModelImpl final : public CudaModel {
     SS_RETURN_IF_ERROR(forward(M, S, L, /*decode=*/false));
     for (int64_t s = 0; s < S; ++s) cache_len_[static_cast<size_t>(s)] = L;
     SS_RETURN_IF_ERROR(finish_step(S, logits, next));
-    if (fresh) drop_graphs();
+    if (fresh) {  // only a new shape allocates (plans, library workspaces)
+      drop_graphs();
+      note_memory();
+    }
     return Status::Ok();
   }
 
@@ -538,12 +541,16 @@ class CudaModelImpl final : public CudaModel {
       if (it == graphs_.end()) {
         SS_ASSIGN_OR_RETURN(cudaGraphExec_t g, capture(B));
         it = graphs_.emplace(B, g).first;
+        note_memory();
       }
       SS_CUDA_TRY(cudaGraphLaunch(it->second, stream_));
     }
     for (int64_t b = 0; b < B; ++b) ++cache_len_[static_cast<size_t>(b)];
     SS_RETURN_IF_ERROR(finish_step(B, logits, next));
-    if (fresh) drop_graphs();
+    if (fresh) {  // only a new shape allocates (plans, library workspaces)
+      drop_graphs();
+      note_memory();
+    }
     return Status::Ok();
   }
 
@@ -615,7 +622,6 @@ class CudaModelImpl final : public CudaModel {
       pending_.clear();
       used_events_ = 0;
     }
-    note_memory();
     return Status::Ok();
   }
 
