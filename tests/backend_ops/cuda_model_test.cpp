@@ -322,6 +322,61 @@ TEST(CudaModel, GraphDecodeEqualsEagerDecodeBitExact) {
   }
 }
 
+// mode auto: without tuning data every layer is dense (== mode dense, bit for bit); with a tuning
+// JSON saying the sparse GEMM is faster for every fused shape and bucket, every layer is sparse
+// (== mode sparse, bit for bit: the same kernels and library-default algorithms).
+TEST(CudaModel, AutoModeFollowsTheTuningTable) {
+  SS_SKIP_WITHOUT_GPU();
+  const std::string dir = checkpoint("tiny-qwen2", "6:8", QuantMode::kNone);
+  auto ck = Checkpoint::open(dir);
+  ASSERT_TRUE(ck.ok());
+  const ModelConfig& c = ck->config();
+  const int64_t C = c.hidden_size, hd = c.head_dim, F = c.intermediate_size;
+  TuningTable tt;
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{
+           {(c.num_heads + 2 * c.num_kv_heads) * hd, C}, {C, c.num_heads * hd}, {2 * F, C}, {C, F}})
+    for (int64_t b = 1; b <= 64; b *= 2) {
+      TuneEntry s{"cusparselt", "bf16", "6:8", N, K, b};
+      s.us = 1.0;
+      TuneEntry d{"cublaslt", "bf16", "dense", N, K, b};
+      d.us = 2.0;
+      tt.put(s);
+      tt.put(d);
+    }
+  const std::string tuning = tmp_root() + "/tuning_all_sparse.json";
+  SS_ASSERT_OK(tt.save(tuning));
+  auto run = [&](LinearMode mode, const std::string& tuning_path) {
+    CudaModelOptions o;
+    o.max_batch = 2;
+    o.max_ctx = 24;
+    o.mode = mode;
+    o.tuning_path = tuning_path;
+    auto m = load_or_die(dir, o);
+    std::vector<float> out;
+    if (!m) return out;
+    const int64_t V = m->config().vocab_size;
+    const std::vector<int32_t> ids = random_ids(2 * 9, V, 8);
+    std::vector<float> l(static_cast<size_t>(2 * V));
+    EXPECT_TRUE(m->prefill(ids.data(), 2, 9, l.data()).ok());
+    out.insert(out.end(), l.begin(), l.end());
+    for (int step = 0; step < 3; ++step) {
+      EXPECT_TRUE(m->decode(ids.data() + 2 * step, 2, l.data(), nullptr).ok());
+      out.insert(out.end(), l.begin(), l.end());
+    }
+    return out;
+  };
+  const std::vector<float> sparse = run(LinearMode::kSparse, ""),
+                           dense = run(LinearMode::kDense, "");
+  ASSERT_FALSE(sparse.empty());
+  EXPECT_EQ(run(LinearMode::kAuto, ""), dense);
+  EXPECT_EQ(run(LinearMode::kAuto, tuning), sparse);
+  CudaModelOptions bad;
+  bad.tuning_path = tmp_root() + "/no_such_tuning.json";
+  auto m = CudaModel::load(dir, bad);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("no_such_tuning.json"), std::string::npos);
+}
+
 TEST(CudaModel, ProfileListsEveryOp) {
   SS_SKIP_WITHOUT_GPU();
   CudaModelOptions o;
