@@ -304,7 +304,6 @@ class CudaModelImpl final : public CudaModel {
                          " not supported by the attention kernels (16, 32, 64, 128)");
     auto m = std::unique_ptr<CudaModelImpl>(new CudaModelImpl());
     m->cfg_ = c;
-    m->opt_ = opt;
     m->T_ = opt.act_dtype;
     m->max_batch_ = opt.max_batch;
     m->max_ctx_ =
@@ -778,7 +777,6 @@ class CudaModelImpl final : public CudaModel {
   }
 
   ModelConfig cfg_;
-  CudaModelOptions opt_;
   DType T_ = DType::kBF16;
   std::string desc_;
   int64_t max_batch_ = 1, max_ctx_ = 0, max_step_ = 0;
