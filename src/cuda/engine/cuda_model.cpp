@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <map>
 #include <random>
 #include <set>
@@ -960,28 +961,39 @@ Expected<std::unique_ptr<CudaModel>> synthetic_cuda_model(const SyntheticModelSp
   const std::vector<LinearSpec> specs = model_linears(c);
   const std::vector<FusedShape> shapes = fused_shapes(c);
   static const int kFirst[4] = {0, 3, 4, 6};  // q, o, gate, down: their bias flag
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    for (int f = 0; f < 4; ++f) {
-      // Each fused layer is drawn whole (its parts have the same distribution): no concatenation.
-      const FusedShape& sh = shapes[static_cast<size_t>(f)];
-      const uint64_t key =
-          name_key(spec.seed, "model.layers." + std::to_string(l) + "." + kFusedNames[f]);
-      FusedWeight fw;
-      fw.N = sh.N;
-      fw.K = sh.K;
-      if (specs[static_cast<size_t>(l * 7 + kFirst[f])].has_bias)
-        fw.bias = random_normal(key ^ 0xB1A5, sh.N, 0.02f);
-      if (nm) {
-        fw.nm = true;
-        fw.t = random_nm(key, sh.N, sh.K, p, spec.quant, opt.act_dtype);
-      } else {
-        fw.w = random_normal(key, sh.N * sh.K, 0.02f);
-      }
-      SS_RETURN_IF_ERROR(m->set_linear(l, f, std::move(fw), opt.mode, spec.quant));
+  // Each fused layer is drawn whole (its parts have the same distribution): no concatenation.
+  auto draw = [&](int64_t i) {
+    const int64_t l = i / 4, f = i % 4;
+    const FusedShape& sh = shapes[static_cast<size_t>(f)];
+    const uint64_t key =
+        name_key(spec.seed, "model.layers." + std::to_string(l) + "." + kFusedNames[f]);
+    FusedWeight fw;
+    fw.N = sh.N;
+    fw.K = sh.K;
+    if (specs[static_cast<size_t>(l * 7 + kFirst[f])].has_bias)
+      fw.bias = random_normal(key ^ 0xB1A5, sh.N, 0.02f);
+    if (nm) {
+      fw.nm = true;
+      fw.t = random_nm(key, sh.N, sh.K, p, spec.quant, opt.act_dtype);
+    } else {
+      fw.w = random_normal(key, sh.N * sh.K, 0.02f);
     }
-    const std::vector<float> ones(static_cast<size_t>(C), 1.0f);
-    SS_RETURN_IF_ERROR(m->set_norms(l, ones, ones));
+    return fw;
+  };
+  // Pipelined: the host draws fused layer i + 1 (all cores) while layer i is built on the GPU.
+  const int64_t total = 4 * c.num_layers;
+  std::future<FusedWeight> ahead = std::async(std::launch::async, draw, 0);
+  for (int64_t i = 0; i < total; ++i) {
+    FusedWeight fw = ahead.get();
+    if (i + 1 < total) ahead = std::async(std::launch::async, draw, i + 1);
+    Status st = m->set_linear(i / 4, static_cast<int>(i % 4), std::move(fw), opt.mode, spec.quant);
+    if (!st.ok()) {
+      if (ahead.valid()) ahead.wait();
+      return st;
+    }
   }
+  const std::vector<float> ones(static_cast<size_t>(C), 1.0f);
+  for (int64_t l = 0; l < c.num_layers; ++l) SS_RETURN_IF_ERROR(m->set_norms(l, ones, ones));
   SS_RETURN_IF_ERROR(m->set_final_norm(std::vector<float>(static_cast<size_t>(C), 1.0f)));
   const std::vector<float> embed =
       random_normal(name_key(spec.seed, "model.embed_tokens.weight"), c.vocab_size * C, 0.02f);
