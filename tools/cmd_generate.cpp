@@ -58,7 +58,11 @@ bool is_eos(const ModelConfig& c, int32_t t) {
 Status generate_cuda(const GenArgs& a, Emitter* out, const std::vector<int32_t>& ids) {
   using Clock = std::chrono::steady_clock;
   const int64_t P = static_cast<int64_t>(ids.size());
-  SS_ASSIGN_OR_RETURN(CudaModelOptions o, cuda_options(a.dev, P + std::max<int64_t>(a.max_new, 1)));
+  int64_t ctx = P + std::max<int64_t>(a.max_new, 1);
+  // The prompt must fit; the generation stops at the model's maximum context (as on the CPU).
+  if (auto cfg = model_config_load(a.model + "/config.json"); cfg.ok())
+    ctx = std::max(P, std::min(ctx, cfg->max_position_embeddings));
+  SS_ASSIGN_OR_RETURN(CudaModelOptions o, cuda_options(a.dev, ctx));
   SS_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m, CudaModel::load(a.model, o));
   const int64_t V = m->config().vocab_size;
   const bool greedy = a.temperature <= 0;

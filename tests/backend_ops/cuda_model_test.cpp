@@ -322,6 +322,61 @@ TEST(CudaModel, GraphDecodeEqualsEagerDecodeBitExact) {
   }
 }
 
+// mode auto: without tuning data every layer is dense (== mode dense, bit for bit); with a tuning
+// JSON saying the sparse GEMM is faster for every fused shape and bucket, every layer is sparse
+// (== mode sparse, bit for bit: the same kernels and library-default algorithms).
+TEST(CudaModel, AutoModeFollowsTheTuningTable) {
+  SS_SKIP_WITHOUT_GPU();
+  const std::string dir = checkpoint("tiny-qwen2", "6:8", QuantMode::kNone);
+  auto ck = Checkpoint::open(dir);
+  ASSERT_TRUE(ck.ok());
+  const ModelConfig& c = ck->config();
+  const int64_t C = c.hidden_size, hd = c.head_dim, F = c.intermediate_size;
+  TuningTable tt;
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{
+           {(c.num_heads + 2 * c.num_kv_heads) * hd, C}, {C, c.num_heads * hd}, {2 * F, C}, {C, F}})
+    for (int64_t b = 1; b <= 64; b *= 2) {
+      TuneEntry s{"cusparselt", "bf16", "6:8", N, K, b};
+      s.us = 1.0;
+      TuneEntry d{"cublaslt", "bf16", "dense", N, K, b};
+      d.us = 2.0;
+      tt.put(s);
+      tt.put(d);
+    }
+  const std::string tuning = tmp_root() + "/tuning_all_sparse.json";
+  SS_ASSERT_OK(tt.save(tuning));
+  auto run = [&](LinearMode mode, const std::string& tuning_path) {
+    CudaModelOptions o;
+    o.max_batch = 2;
+    o.max_ctx = 24;
+    o.mode = mode;
+    o.tuning_path = tuning_path;
+    auto m = load_or_die(dir, o);
+    std::vector<float> out;
+    if (!m) return out;
+    const int64_t V = m->config().vocab_size;
+    const std::vector<int32_t> ids = random_ids(2 * 9, V, 8);
+    std::vector<float> l(static_cast<size_t>(2 * V));
+    EXPECT_TRUE(m->prefill(ids.data(), 2, 9, l.data()).ok());
+    out.insert(out.end(), l.begin(), l.end());
+    for (int step = 0; step < 3; ++step) {
+      EXPECT_TRUE(m->decode(ids.data() + 2 * step, 2, l.data(), nullptr).ok());
+      out.insert(out.end(), l.begin(), l.end());
+    }
+    return out;
+  };
+  const std::vector<float> sparse = run(LinearMode::kSparse, ""),
+                           dense = run(LinearMode::kDense, "");
+  ASSERT_FALSE(sparse.empty());
+  EXPECT_EQ(run(LinearMode::kAuto, ""), dense);
+  EXPECT_EQ(run(LinearMode::kAuto, tuning), sparse);
+  CudaModelOptions bad;
+  bad.tuning_path = tmp_root() + "/no_such_tuning.json";
+  auto m = CudaModel::load(dir, bad);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("no_such_tuning.json"), std::string::npos);
+}
+
 TEST(CudaModel, ProfileListsEveryOp) {
   SS_SKIP_WITHOUT_GPU();
   CudaModelOptions o;
@@ -469,6 +524,55 @@ TEST(CudaModel, DISABLED_SyntheticQwen14BLoadTime) {
       "ms (%.0f tokens/s); decode B=1 %.2f ms/token\n",
       (*m)->description().c_str(), load_s, (*m)->weight_bytes() / 1e9,
       (*m)->peak_memory_bytes() / 1e9, prefill_ms, 1024 / prefill_ms * 1e3, tpot);
+}
+
+// Per-op profile of a Qwen2.5-7B prefill step (S=16 x L=1024 = 16384 tokens) and a decode step
+// (B=16), synthetic 6:8 int8 and dense int8 weights: the GEMM vs non-GEMM split of the engine.
+TEST(CudaModel, DISABLED_Qwen7BProfile) {
+  SS_SKIP_WITHOUT_GPU();
+  for (const char* pattern : {"dense", "6:8"}) {
+    SyntheticModelSpec spec;
+    spec.arch = "qwen2.5-7b";
+    spec.pattern = pattern;
+    spec.quant = QuantMode::kInt8;
+    CudaModelOptions o;
+    o.max_batch = 16;
+    o.max_ctx = 1024 + 8;
+    o.max_step_tokens = 16384;
+    o.profile = true;
+    auto m = CudaModel::synthetic(spec, o);
+    ASSERT_TRUE(m.ok()) << m.status().to_string();
+    const std::vector<int32_t> ids = random_ids(16384, (*m)->config().vocab_size, 2);
+    std::vector<int32_t> next(16);
+    SS_ASSERT_OK((*m)->prefill(ids.data(), 16, 1024, nullptr, next.data()));  // warm-up
+    for (const bool prefill : {true, false}) {
+      (*m)->reset_profile();
+      const int reps = prefill ? 3 : 16;
+      for (int r = 0; r < reps; ++r) {
+        if (prefill) {
+          SS_ASSERT_OK((*m)->prefill(ids.data(), 16, 1024, nullptr, next.data()));
+        } else {
+          SS_ASSERT_OK((*m)->decode(next.data(), 16, nullptr, next.data()));
+        }
+      }
+      double total = 0, gemm = 0;
+      std::string line;
+      for (const OpTime& t : (*m)->profile()) {
+        total += t.ms;
+        if (t.op == "qkv" || t.op == "o" || t.op == "gate_up" || t.op == "down" ||
+            t.op == "lm_head")
+          gemm += t.ms;
+        char b[64];
+        std::snprintf(b, sizeof b, " %s %.3f", t.op.c_str(), t.ms / reps);
+        line += b;
+      }
+      std::printf(
+          "[qwen2.5-7b %s int8 %s] %.2f ms/step (sum of ops), linears %.1f%%, other "
+          "%.1f%%;%s\n",
+          pattern, prefill ? "prefill 16x1024" : "decode B=16", total / reps, 100 * gemm / total,
+          100 * (total - gemm) / total, line.c_str());
+    }
+  }
 }
 
 }  // namespace

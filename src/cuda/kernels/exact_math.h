@@ -64,15 +64,25 @@ SS_HD float bits_to_float(uint32_t u) {
 #endif
 }
 
+SS_HD uint32_t float_to_bits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
 // exp(x) in fp32 with <= 2 ulp error (tested against fp64 exp): Cody-Waite reduction by ln 2,
-// degree-7 Taylor polynomial (|r| <= 0.35: truncation 5e-9 relative), exact scaling by 2^n.
-// Results below FLT_MIN (x < -87.33) return 0, above FLT_MAX (x > 88.72) +inf; NaN stays NaN.
+// degree-7 Taylor polynomial (|r| <= 0.35: truncation 5e-9 relative), exact scaling by 2^n as an
+// add to the exponent field (p in [0.70, 1.42] and n in [-124, 128], with p < 1 when n = 128:
+// p * 2^n is always a normal number). Branch-free: x is clamped, the edges are selects.
+// x < -86 (results below 2^-124) returns 0, x > 88.72283 (above FLT_MAX) +inf; NaN stays NaN.
 SS_HD float exp_f32(float x) {
-  if (!(x == x)) return x;
-  if (x > 88.72283f) return INFINITY;
-  if (x < -87.33654f) return 0.0f;
-  const float n = rintf(fmul(x, 1.44269504f));  // |n| <= 128, exact integer
-  float r = ffma(-n, 0.693359375f, x);          // ln2 = 0.693359375 - 2.12194440e-4 (Cephes)
+  const float xc = fminf(fmaxf(x, -86.0f), 88.72283f);  // NaN -> -86 (selected away below)
+  const float n = rintf(fmul(xc, 1.44269504f));         // exact integer in [-124, 128]
+  float r = ffma(-n, 0.693359375f, xc);  // ln2 = 0.693359375 - 2.12194440e-4 (Cephes)
   r = ffma(-n, -2.12194440e-4f, r);
   float p = 1.0f / 5040.0f;
   p = ffma(p, r, 1.0f / 720.0f);
@@ -82,10 +92,10 @@ SS_HD float exp_f32(float x) {
   p = ffma(p, r, 0.5f);
   p = ffma(p, r, 1.0f);
   p = ffma(p, r, 1.0f);
-  const int ni = static_cast<int>(n);
-  const int h = ni / 2;  // two factors keep each power of two a normal number
-  p = fmul(p, bits_to_float(static_cast<uint32_t>(h + 127) << 23));
-  return fmul(p, bits_to_float(static_cast<uint32_t>(ni - h + 127) << 23));
+  float e = bits_to_float(float_to_bits(p) + (static_cast<uint32_t>(static_cast<int>(n)) << 23));
+  e = x < -86.0f ? 0.0f : e;
+  e = x > 88.72283f ? INFINITY : e;
+  return x == x ? e : x;
 }
 
 // silu(g) = g / (1 + exp(-g)) in fp32 (HF's formula), with exp_f32.

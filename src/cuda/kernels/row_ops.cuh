@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/exact_math.h"
@@ -36,11 +37,30 @@ __device__ __forceinline__ float round_to(float v) {
   return to_f32(from_f32<T>(v));
 }
 
+// T(silu(g)) = T(g / d), d = 1 + exp(-g), as exact::silu_f32 rounded to T, but with the IEEE
+// division replaced by __fdividef (<= 2 ulp for d <= 2^126) whenever that quotient is more than
+// 16 fp32 ulps away from a rounding boundary of T (a midpoint of T's grid), so that it rounds to
+// the same T value as the correctly rounded quotient; otherwise (T subnormal or overflow range,
+// huge d, about 1 in 2000 elements) the exact division decides.
+template <class T>
+__device__ __forceinline__ float silu_t(float g) {
+  const float d = __fadd_rn(1.0f, exact::exp_f32(-g));
+  const float y = __fdividef(g, d);
+  const uint32_t b = __float_as_uint(y);
+  const float a = fabsf(y);
+  bool fast;
+  if constexpr (sizeof(T) == 2 && std::is_same_v<T, __half>)
+    fast = a >= 6.103515625e-05f && a <= 65504.0f && (b & 0x1FFFu) - (0x1000u - 16u) > 32u;
+  else
+    fast = a >= 1.17549435e-38f && (b & 0xFFFFu) - (0x8000u - 16u) > 32u;
+  if (d < 1e30f && fast) return round_to<T>(y);
+  return round_to<T>(__fdiv_rn(g, d));
+}
+
 // HF SwiGLU element: T(T(silu(g)) * u).
 template <class T>
 __device__ __forceinline__ T silu_mul_elem(T g, T u) {
-  const float s = round_to<T>(exact::silu_f32(to_f32(g)));
-  return from_f32<T>(__fmul_rn(s, to_f32(u)));
+  return from_f32<T>(__fmul_rn(silu_t<T>(to_f32(g)), to_f32(u)));
 }
 
 // Block-wide sum of doubles (every thread gets the total; fixed order for a given blockDim).
@@ -219,6 +239,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
   }
   // The row is in shared memory (each thread wrote its own part; the stores below sync first).
   if constexpr (OUT == kRowQuant || OUT == kRowQuantLift) {
+    for (int c = C + tid; c < ((C + 7) & ~7); c += nt) row[c] = from_f32<T>(0.0f);
     uint8_t* codes = smem_raw + row_smem_bytes(C, kRowQuant);
     quant_row_store<T, FP8, OUT == kRowQuantLift>(row, amax, C, a.m, a.L, a.nblk,
                                                   static_cast<uint8_t*>(a.out) + r * a.K_out,
@@ -250,9 +271,10 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
   }
 }
 
-// Threads per row CTA: one 8-element chunk per thread where possible, 64..512.
+// Threads per row CTA: two 8-element chunks per thread where possible (two 16-byte loads in
+// flight per input, and small CTAs so that many rows in different phases share an SM), 64..512.
 inline int row_threads(int64_t C) {
-  int64_t chunks = (C + 7) / 8;
+  int64_t chunks = (C + 15) / 16;
   int64_t t = (chunks + 31) / 32 * 32;
   return static_cast<int>(std::min<int64_t>(512, std::max<int64_t>(64, t)));
 }

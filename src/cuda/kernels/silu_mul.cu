@@ -1,5 +1,5 @@
 // SwiGLU: one thread per 8 outputs (16-byte loads of gate and up) when F, ld and the pointers
-// allow it, else one per output; grid-stride over the [M, F] output.
+// allow it, else one per output; a 2-D grid over the [M, F] output.
 #include "cuda/kernels/row_ops.cuh"
 #include "cuda/kernels/silu_mul.cuh"
 
@@ -10,10 +10,9 @@ template <class T, bool VEC>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, int64_t ld, int64_t M, int64_t F,
                                 T* __restrict__ out) {
   constexpr int V = VEC ? 8 : 1;
-  const int64_t per_row = F / V, total = M * per_row;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = i / per_row, c = (i - r * per_row) * V;
+  const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * V;
+  if (c >= F) return;
+  for (int64_t r = blockIdx.y; r < M; r += gridDim.y) {
     const T* g = gu + r * ld + c;
     if constexpr (VEC) {
       Pack8<T> pg, pu, ph;
@@ -28,13 +27,15 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, int64_t ld, int64_t M,
   }
 }
 
+// Grid: x covers the row's chunks, y the rows (strided beyond 65535): no integer division.
 template <class T, bool VEC>
 Status launch_t(const void* gu, int64_t ld, int64_t M, int64_t F, void* out, cudaStream_t s) {
-  const int64_t total = M * (F / (VEC ? 8 : 1));
   const int threads = 256;
-  const int64_t grid = std::min<int64_t>((total + threads - 1) / threads, 132 * 64);
-  silu_mul_kernel<T, VEC><<<static_cast<unsigned>(grid), threads, 0, s>>>(
-      static_cast<const T*>(gu), ld, M, F, static_cast<T*>(out));
+  const int64_t per_row = F / (VEC ? 8 : 1);
+  const dim3 grid(static_cast<unsigned>((per_row + threads - 1) / threads),
+                  static_cast<unsigned>(std::min<int64_t>(M, 65535)));
+  silu_mul_kernel<T, VEC>
+      <<<grid, threads, 0, s>>>(static_cast<const T*>(gu), ld, M, F, static_cast<T*>(out));
   SS_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }
