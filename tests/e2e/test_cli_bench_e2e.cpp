@@ -157,3 +157,103 @@ TEST(CliBenchE2e, TinyModelOrClearError) {
 }
 
 }  // namespace
+
+namespace {
+
+void write_file(const std::string& p, const std::string& s) {
+  std::ofstream(p) << s;
+}
+
+// scripts/plot_e2e.py (what the device run uses to merge its parts): two e2e.json parts and an HF
+// baseline in, merged e2e.json / e2e.csv, the SVG and the tables out. The records are test inputs
+// for the script, not measurements.
+TEST(PlotE2e, MergesPartsTablesAndSvg) {
+  if (std::system("python3 -c 'import json' >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
+  const std::string d = dir() + "/plot";
+  fs::create_directories(d);
+  auto rec = [](const char* dtype, const char* pat, const char* mode, int M, double tps,
+                double speedup) {
+    nlohmann::json r = {{"model", "qwen2.5-7b"},
+                        {"dtype", dtype},
+                        {"pattern", pat},
+                        {"mode", mode},
+                        {"M", M},
+                        {"batch", std::string(mode) == "decode" ? M : std::max(1, M / 1024)},
+                        {"tokens_per_s", tps},
+                        {"ttft_ms", 10.0},
+                        {"tpot_ms", std::string(mode) == "decode" ? nlohmann::json(4.0) : nullptr},
+                        {"peak_mem_gb", 30.0},
+                        {"speedup", speedup},
+                        {"linear_mode", std::string(pat) == "dense" ? "dense" : "sparse"},
+                        {"profiled", false}};
+    return r;
+  };
+  nlohmann::json a = nlohmann::json::array(), b = nlohmann::json::array();
+  for (int M : {512, 16384}) {
+    a.push_back(rec("int8", "dense", "prefill", M, 1000, 1.0));
+    a.push_back(rec("int8", "6:8", "prefill", M, 1100, 1.1));
+    a.push_back(rec("bf16", "dense", "prefill", M, 800, 1.0));
+  }
+  for (int B : {1, 64}) {
+    b.push_back(rec("int8", "dense", "decode", B, 100.0 * B, 1.0));
+    b.push_back(rec("int8", "6:8", "decode", B, 95.0 * B, 0.95));
+    b.push_back(rec("bf16", "dense", "decode", B, 80.0 * B, 1.0));
+  }
+  nlohmann::json prof = rec("int8", "6:8", "prefill", 16384, 1090, 1.09);
+  prof["profiled"] = true;
+  prof["profile_ms"] = {{"qkv", 2.0}, {"attention", 1.0}, {"gate_up", 5.0}, {"rmsnorm", 0.5}};
+  prof["profile_total_ms"] = 8.5;
+  prof["non_gemm_frac"] = 1.5 / 8.5;
+  b.push_back(prof);
+  nlohmann::json hf = {{"torch", "t"},
+                       {"transformers", "x"},
+                       {"device", "d"},
+                       {"records",
+                        {{{"model", "qwen2.5-7b"},
+                          {"mode", "prefill"},
+                          {"M", 16384},
+                          {"tokens_per_s", 400.0},
+                          {"ttft_ms", 40.0}},
+                         {{"model", "qwen2.5-7b"},
+                          {"mode", "decode"},
+                          {"M", 64},
+                          {"tokens_per_s", 2000.0},
+                          {"ttft_ms", 20.0},
+                          {"tpot_ms", 32.0},
+                          {"generate_tokens_per_s", 1900.0}},
+                         {{"model", "qwen2.5-7b"},
+                          {"mode", "decode"},
+                          {"M", 1},
+                          {"tokens_per_s", nullptr},
+                          {"error", "out of memory"}}}}};
+  write_file(d + "/a.json", a.dump());
+  write_file(d + "/b.json", b.dump());
+  write_file(d + "/hf.json", hf.dump());
+  const std::string cmd = "python3 " + std::string(SS_SOURCE_DIR) + "/scripts/plot_e2e.py --out " +
+                          d + "/out " + d + "/a.json " + d + "/b.json " + d + "/hf.json >" + d +
+                          "/tables.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_all(d + "/tables.txt");
+  const std::string t = read_all(d + "/tables.txt");
+  EXPECT_NE(t.find("qwen2.5-7b prefill"), std::string::npos) << t;
+  EXPECT_NE(t.find("qwen2.5-7b decode"), std::string::npos) << t;
+  EXPECT_NE(t.find("1100 (1.100)"), std::string::npos) << t;
+  EXPECT_NE(t.find("-> 2.00x"), std::string::npos) << t;  // ours bf16 dense 800 vs HF 400
+  EXPECT_NE(t.find("-> 2.56x"), std::string::npos) << t;  // decode B=64: 5120 vs 2000
+  EXPECT_NE(t.find("HF failed: out of memory"), std::string::npos) << t;
+  EXPECT_NE(t.find("non-GEMM 0.176"), std::string::npos) << t;
+  // Issue 5's target lines: 6:8 int8 at 1.10x is below 1.15x; 2.00x over HF meets >= 1.0x.
+  EXPECT_NE(t.find("int8 6:8 >= 1.15x dense: 1.100x -> NOT met"), std::string::npos) << t;
+  EXPECT_NE(t.find("vs HF prefill >= 1.0x: M=16384 2.00x -> met"), std::string::npos) << t;
+  EXPECT_NE(t.find("non-GEMM <= 20% of a prefill step at M=16384: 17.6% -> met"), std::string::npos)
+      << t;
+  auto merged = nlohmann::json::parse(read_all(d + "/out/e2e.json"));
+  EXPECT_EQ(merged.size(), a.size() + b.size());
+  const std::string csv = read_all(d + "/out/e2e.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(merged.size() + 1));
+  const std::string svg = read_all(d + "/out/e2e.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("qwen2.5-7b int8 6:8"), std::string::npos);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+}
+
+}  // namespace
