@@ -220,11 +220,29 @@ class E2eRunner {
  public:
   E2eRunner(const E2eArgs& a, const E2ePlan& p) : a_(a), p_(p), rng_(a.seed + 12345) {}
 
+  // The first model's error ends the run (bad input, no GPU, too large: one error line). After
+  // that a failing model is reported on stderr and the run goes on with the next one (a long
+  // sweep keeps its other models); the exit status then says how many failed.
   Status run() {
+    int runs = 0, failed = 0;
+    Status first_error = Status::Ok();
     for (const Variant& v : p_.variants) {
-      if (p_.prefill) SS_RETURN_IF_ERROR(run_variant(v, /*prefill=*/true));
-      if (p_.decode) SS_RETURN_IF_ERROR(run_variant(v, /*prefill=*/false));
+      for (bool prefill : {true, false}) {
+        if (prefill ? !p_.prefill : !p_.decode) continue;
+        Status st = run_variant(v, prefill);
+        ++runs;
+        if (st.ok()) continue;
+        if (records_.empty() && failed == 0) return st;
+        std::fprintf(stderr, "# %s %s %s %s: error: %s\n", p_.model_name.c_str(),
+                     precision_of(v.quant, p_.act).c_str(), v.pattern.c_str(),
+                     prefill ? "prefill" : "decode", st.message().c_str());
+        if (failed++ == 0) first_error = st;
+      }
     }
+    if (failed > 0)
+      return Status(first_error.code(), std::to_string(failed) + " of " + std::to_string(runs) +
+                                            " model runs failed (first: " + first_error.message() +
+                                            ")");
     return Status::Ok();
   }
 
