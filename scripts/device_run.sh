@@ -7,6 +7,9 @@
 #   scripts/device_run.sh short   # build, tests, memcheck, a small tune + bench (Qwen2.5-7B, int8/fp8)
 #   scripts/device_run.sh full    # build, tune + full M sweep bench (Qwen2.5-7B, int8/fp8/bf16)
 #   scripts/device_run.sh bench   # like full, without the tests (build dir reused if present)
+#   scripts/device_run.sh e2e     # issue 5: gpu tests, engine memcheck, HF parity, bench e2e
+#                                 # prefill/decode/profile/other models, HF baseline, e2e.svg
+#                                 # (see the e2e section below for its parts, env vars and timing)
 #
 # Environment: SS_PREBUILT (a directory with slidesparse, kernels_test, linear_test built elsewhere
 # for sm_90a: skips the build and runs the gpu test binaries directly, saving device time),
@@ -21,6 +24,14 @@ MODE=${1:-short}
 OUT=${OUT:-$ROOT/device_out}
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
+# Logs: $OUT (archived at the end) or, in e2e mode, a work folder archived into $OUT after every
+# part: the device tool returns at most 8 files, also from a run cut off by its time limit.
+LOGDIR=$OUT
+if [ "$MODE" = e2e ]; then
+  LOGDIR=${E2E_WORK:-/tmp/ss_e2e_work}
+  rm -rf "$LOGDIR"
+  mkdir -p "$LOGDIR"
+fi
 : >"$SUMMARY"
 say() { echo "$*" | tee -a "$SUMMARY"; }
 T0=$(date +%s)
@@ -49,54 +60,182 @@ B=$ROOT/build-device
 if [ -n "${SS_PREBUILT:-}" ] && [ -x "$SS_PREBUILT/slidesparse" ]; then
   say "$(stamp) build: prebuilt binaries from $SS_PREBUILT"
   mkdir -p "$B/bin"
-  cp "$SS_PREBUILT"/* "$B/bin/"
+  cp "$SS_PREBUILT"/* "$B/bin/" 2>/dev/null
+  # scripts/carry_bins.sh layout: .carry_<name>/bin + .carry_<name>/lib (OpenBLAS, gfortran)
+  [ -d "$SS_PREBUILT/../lib" ] && export LD_LIBRARY_PATH=$(cd "$SS_PREBUILT/../lib" && pwd):$LD_LIBRARY_PATH
 elif [ ! -f "$B/CMakeCache.txt" ]; then
   cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${SS_ARCH:-90a-real}" \
-    -DCUSPARSELT_ROOT="$CUSPARSELT_ROOT" "${PREFIX[@]}" >"$OUT/cmake.log" 2>&1
+    -DCUSPARSELT_ROOT="$CUSPARSELT_ROOT" "${PREFIX[@]}" >"$LOGDIR/cmake.log" 2>&1
 fi
 if [ -n "${SS_PREBUILT:-}" ] && [ -x "$SS_PREBUILT/slidesparse" ]; then
   :
-elif cmake --build "$B" -j "$(nproc)" >"$OUT/build.log" 2>&1; then
+elif cmake --build "$B" -j "$(nproc)" >"$LOGDIR/build.log" 2>&1; then
   say "$(stamp) build: ok"
 else
   say "$(stamp) build: FAILED (tail of build.log follows)"
-  tail -n 40 "$OUT/build.log" | tee -a "$SUMMARY"
-  tail -n 20 "$OUT/cmake.log" 2>/dev/null | tee -a "$SUMMARY"
+  tail -n 40 "$LOGDIR/build.log" | tee -a "$SUMMARY"
+  tail -n 20 "$LOGDIR/cmake.log" 2>/dev/null | tee -a "$SUMMARY"
   exit 1
 fi
 
 # ---- tests ----------------------------------------------------------------------------------------
 if [ "$MODE" != bench ]; then
   if [ -f "$B/CTestTestfile.cmake" ]; then
-    (cd "$B" && ctest -L gpu --output-on-failure --timeout 300) >"$OUT/ctest_gpu.log" 2>&1
+    (cd "$B" && ctest -L gpu --output-on-failure --timeout 300) >"$LOGDIR/ctest_gpu.log" 2>&1
     rc=$?
-    say "$(stamp) ctest -L gpu: rc=$rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest_gpu.log" | tail -n1)"
-    grep -E "^\s+[0-9]+ - .*(Failed|Not Run|Timeout)" "$OUT/ctest_gpu.log" | head -n 20 | tee -a "$SUMMARY"
+    say "$(stamp) ctest -L gpu: rc=$rc; $(grep -E 'tests passed|tests failed' "$LOGDIR/ctest_gpu.log" | tail -n1)"
+    grep -E "^\s+[0-9]+ - .*(Failed|Not Run|Timeout)" "$LOGDIR/ctest_gpu.log" | head -n 20 | tee -a "$SUMMARY"
   else
     # Prebuilt: the gpu-labelled test executables (exactly what ctest -L gpu runs).
     for t in "$B"/bin/*_test; do
-      "$t" >"$OUT/$(basename "$t").log" 2>&1
+      [ -x "$t" ] || continue
+      "$t" >"$LOGDIR/$(basename "$t").log" 2>&1
       rc=$?
-      say "$(stamp) $(basename "$t"): rc=$rc; $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/$(basename "$t").log" | tr '\n' ' ')"
-      grep -E '^\[  FAILED  \]' "$OUT/$(basename "$t").log" | head -n 10 | tee -a "$SUMMARY"
+      say "$(stamp) $(basename "$t"): rc=$rc; $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \]' "$LOGDIR/$(basename "$t").log" | tr '\n' ' ')"
+      grep -E '^\[  FAILED  \]' "$LOGDIR/$(basename "$t").log" | head -n 10 | tee -a "$SUMMARY"
     done
   fi
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  if [ -x "$CS" ]; then
+  if [ "$MODE" = e2e ] && [ "${SS_MEMCHECK_KERNELS:-0}" != 1 ]; then
+    :  # e2e mode: the engine memcheck below instead of the linear-layer ones
+  elif [ -x "$CS" ]; then
     "$CS" --tool memcheck --leak-check full --error-exitcode 9 "$B/bin/kernels_test" \
       --gtest_filter='CudaKernels.LiftBitExact:CudaKernels.EpilogueBitExact:CudaKernels.SlideBuildBitExact' \
-      >"$OUT/memcheck.log" 2>&1
+      >"$LOGDIR/memcheck.log" 2>&1
     rc=$?
-    say "$(stamp) compute-sanitizer memcheck (kernels_test lift/epilogue/slide_build): rc=$rc; $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n1)"
+    say "$(stamp) compute-sanitizer memcheck (kernels_test lift/epilogue/slide_build): rc=$rc; $(grep -E 'ERROR SUMMARY' "$LOGDIR/memcheck.log" | tail -n1)"
     if [ "${SS_MEMCHECK_LINEAR:-1}" = 1 ]; then
       "$CS" --tool memcheck --error-exitcode 9 "$B/bin/linear_test" \
-        --gtest_filter='Sm80_AutoLinear_int8.*:Sm80_SparseLinear.*' >"$OUT/memcheck_linear.log" 2>&1
+        --gtest_filter='Sm80_AutoLinear_int8.*:Sm80_SparseLinear.*' >"$LOGDIR/memcheck_linear.log" 2>&1
       rc=$?
-      say "$(stamp) compute-sanitizer memcheck (linear_test auto int8 + bad input): rc=$rc; $(grep -E 'ERROR SUMMARY' "$OUT/memcheck_linear.log" | tail -n1)"
+      say "$(stamp) compute-sanitizer memcheck (linear_test auto int8 + bad input): rc=$rc; $(grep -E 'ERROR SUMMARY' "$LOGDIR/memcheck_linear.log" | tail -n1)"
     fi
   else
     say "compute-sanitizer: not found"
   fi
+fi
+
+# ---- e2e (issue 5) ----------------------------------------------------------------------------------
+# Parts (E2E_PARTS, comma list; default all, in this order). Work folder: $LOGDIR (logs + one folder
+# per part); after every part it is archived into $OUT/e2e_work.tar.gz and the merged results are
+# refreshed, so $OUT always holds <= 6 files (summary.txt, e2e.json, e2e.csv, e2e.svg,
+# e2e_tables.txt, e2e_work.tar.gz) and a run cut off by the device tool's limit keeps what it did.
+# Time: each part = model loads + measurement. Measured on an H200 (main a6cf09a): a synthetic
+# Qwen2.5-7B load took 55-62 s (int8 8.9 GB / bf16 15.4 GB weights; the engine draws weights on
+# the host), prefill M=65536 took 1.0 s (int8) / 1.4 s (bf16) per step, decode 3.6-4.2 ms per step
+# at B = 1..64. Per part, with L = one 7B load:
+#   memcheck  compute-sanitizer memcheck of bench e2e on tiny-qwen2 (dense + 6:8, int8 + bf16,
+#             prefill + decode: every engine kernel runs)                                     ~25 s
+#   hfcmp     scripts/hf_compare_cuda.py: logits + greedy generations vs transformers         ~80 s
+#   prefill   Qwen2.5-7B, E2E_PATTERNS x E2E_QUANTS + bf16 E2E_BF16_PATTERNS, M = E2E_M:
+#             7 loads + (warmup + reps) x sum(M) tokens                                  7 L + ~90 s
+#   decode    Qwen2.5-7B, E2E_DECODE_PATTERNS x E2E_DECODE_QUANTS + bf16 dense, E2E_BATCH:
+#             4 loads + (warmup + reps) x 128 steps per batch size                       4 L + ~60 s
+#   profile   Qwen2.5-7B --profile at M = 16384: int8 dense + 6:8, bf16 dense            3 L + ~10 s
+#   others    E2E_OTHER_MODELS at M = 16384, E2E_OTHER_PATTERNS x E2E_OTHER_QUANTS   ~(1B+3B+2x7B) L
+#   hf        bench/hf_e2e.py on the same config.json: prefill at E2E_M, decode at E2E_HF_BATCH ~90 s
+# With L ~ 60 s the whole list is ~30 min: split it over device calls of <= 10 min with E2E_PARTS
+# (E2E_PREVIOUS=<a previous call's e2e_work.tar.gz, carried back> merges its parts in), e.g.
+#   call 1: E2E_PARTS=memcheck,hfcmp,hf,profile   call 2: E2E_PARTS=prefill   call 3: decode,others
+# With faster loads (a few s) one call does everything. Every part runs under `timeout
+# E2E_PART_TIMEOUT` (default 540 s); bench e2e rewrites its e2e.json after every model, so a part
+# cut off by its timeout keeps the models it finished.
+if [ "$MODE" = e2e ]; then
+  CLI=$B/bin/slidesparse
+  E=$LOGDIR/e2e
+  mkdir -p "$E"
+  if [ -n "${E2E_PREVIOUS:-}" ] && [ -f "$E2E_PREVIOUS" ]; then  # a previous call's e2e_work.tar.gz
+    tar xzf "$E2E_PREVIOUS" -C "$LOGDIR" && say "$(stamp) merged previous parts from $E2E_PREVIOUS"
+  fi
+  PARTS=",${E2E_PARTS:-memcheck,hfcmp,prefill,decode,profile,others,hf},"
+  TMO=${E2E_PART_TIMEOUT:-540}
+  ARCH=${E2E_ARCH:-qwen2.5-7b}
+  PATS=${E2E_PATTERNS:-dense,2:4,6:8}
+  QUANTS=${E2E_QUANTS:-int8,fp8}
+  EM=${E2E_M:-512,2048,8192,16384,65536}
+  EB=${E2E_BATCH:-1,16,64,256,512}
+  REPS=${E2E_REPS:-5}
+  has() { [[ "$PARTS" == *",$1,"* ]]; }
+  # Merged results + tables into $OUT, work folder archived into $OUT.
+  publish() {
+    mapfile -t J < <(ls "$E"/*/e2e.json "$E"/hf_e2e_*.json 2>/dev/null | grep -v /memcheck/)
+    if [ ${#J[@]} -gt 0 ]; then
+      python3 scripts/plot_e2e.py --out "$OUT" "${J[@]}" >"$OUT/e2e_tables.txt" 2>&1
+    fi
+    tar czf "$OUT/e2e_work.tar.gz" -C "$LOGDIR" . 2>/dev/null
+  }
+  # part NAME LOG CMD...: runs CMD under the timeout, logs to $LOGDIR/LOG, one summary line.
+  part() {
+    local name=$1 log=$2
+    shift 2
+    timeout "$TMO" "$@" >"$LOGDIR/$log" 2>&1
+    local rc=$?
+    say "$(stamp) $name: rc=$rc$([ $rc = 124 ] && echo ' (TIMEOUT)') (log $log)"
+    [ $rc -ne 0 ] && tail -n 3 "$LOGDIR/$log" | tee -a "$SUMMARY"
+    grep -E '^# .*loaded' "$LOGDIR/$log" | sed 's/^/  /' >>"$SUMMARY"
+    publish
+    return 0
+  }
+  if has memcheck; then
+    CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    part "memcheck bench e2e tiny-qwen2" memcheck_e2e.log "$CS" --tool memcheck --error-exitcode 9 \
+      "$CLI" bench e2e --arch tiny-qwen2 --pattern dense,6:8 --quant int8,none --M 64 --prompt-len 32 \
+      --batch 3 --gen-len 4 --reps 1 --warmup 0 --out "$E/memcheck"
+    say "  $(grep -E 'ERROR SUMMARY' "$LOGDIR/memcheck_e2e.log" | tail -n1)"
+  fi
+  if has hfcmp; then
+    part "hf_compare_cuda.py" hf_compare_cuda.log "$PY" scripts/hf_compare_cuda.py --bin "$CLI" \
+      --json "$E/hf_compare_cuda.json"
+    grep -E '^\{|^hf_compare_cuda' "$LOGDIR/hf_compare_cuda.log" | tee -a "$SUMMARY"
+  fi
+  if has prefill; then
+    part "bench e2e $ARCH prefill ($QUANTS x $PATS)" e2e_prefill_w8.log "$CLI" bench e2e --arch "$ARCH" \
+      --mode prefill --pattern "$PATS" --quant "$QUANTS" --M "$EM" --reps "$REPS" --out "$E/prefill_w8"
+    part "bench e2e $ARCH prefill (bf16 ${E2E_BF16_PATTERNS:-dense})" e2e_prefill_bf16.log "$CLI" bench e2e \
+      --arch "$ARCH" --mode prefill --pattern "${E2E_BF16_PATTERNS:-dense}" --quant none --M "$EM" \
+      --reps "$REPS" --out "$E/prefill_bf16"
+  fi
+  if has decode; then
+    part "bench e2e $ARCH decode (${E2E_DECODE_QUANTS:-int8} x ${E2E_DECODE_PATTERNS:-$PATS})" \
+      e2e_decode_w8.log "$CLI" bench e2e --arch "$ARCH" --mode decode \
+      --pattern "${E2E_DECODE_PATTERNS:-$PATS}" --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" \
+      --reps "$REPS" --out "$E/decode_w8"
+    # e.g. E2E_DECODE_AUTO=6:8 E2E_TUNING=tuning.json: the `auto >= 0.98x dense` target (auto picks
+    # sparse only where tuning data says it wins: without E2E_TUNING it runs dense throughout)
+    if [ -n "${E2E_DECODE_AUTO:-}" ]; then
+      part "bench e2e $ARCH decode auto ($E2E_DECODE_AUTO)" e2e_decode_auto.log "$CLI" bench e2e \
+        --arch "$ARCH" --mode decode --linear-mode auto --pattern "dense,$E2E_DECODE_AUTO" \
+        --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" --reps "$REPS" --out "$E/decode_auto" \
+        ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+    fi
+    part "bench e2e $ARCH decode (bf16 dense)" e2e_decode_bf16.log "$CLI" bench e2e --arch "$ARCH" \
+      --mode decode --pattern dense --quant none --batch "$EB" --reps "$REPS" --out "$E/decode_bf16"
+  fi
+  if has profile; then
+    part "bench e2e $ARCH --profile M=16384 (int8 dense,6:8)" e2e_profile_w8.log "$CLI" bench e2e \
+      --arch "$ARCH" --mode prefill --pattern dense,6:8 --quant int8 --M 16384 --reps 2 --profile \
+      --out "$E/profile_w8"
+    part "bench e2e $ARCH --profile M=16384 (bf16 dense)" e2e_profile_bf16.log "$CLI" bench e2e \
+      --arch "$ARCH" --mode prefill --pattern dense --quant none --M 16384 --reps 2 --profile \
+      --out "$E/profile_bf16"
+  fi
+  if has others; then
+    for m in $(echo "${E2E_OTHER_MODELS:-llama3.2-1b,llama3.2-3b,qwen2.5-14b}" | tr ',' ' '); do
+      part "bench e2e $m prefill M=16384" "e2e_$m.log" "$CLI" bench e2e --arch "$m" --mode prefill \
+        --pattern "${E2E_OTHER_PATTERNS:-dense,6:8}" --quant "${E2E_OTHER_QUANTS:-int8}" --M 16384 \
+        --reps "$REPS" --out "$E/other_$m"
+    done
+  fi
+  if has hf; then
+    "$CLI" synth --arch "$ARCH" --config-only --force --out "$LOGDIR/config_$ARCH" >/dev/null 2>&1
+    part "HF transformers baseline $ARCH (bf16, sdpa)" hf_e2e.log "$PY" bench/hf_e2e.py \
+      --config "$LOGDIR/config_$ARCH" --name "$ARCH" --M "$EM" --batch "${E2E_HF_BATCH:-1,16,64}" \
+      --reps "${E2E_HF_REPS:-3}" --out "$E/hf_e2e_$ARCH.json"
+  fi
+  publish
+  [ -f "$OUT/e2e_tables.txt" ] && cat "$OUT/e2e_tables.txt" >>"$SUMMARY"
+  say "$(stamp) done (results: e2e.json e2e.csv e2e.svg e2e_tables.txt; logs + parts: e2e_work.tar.gz)"
+  exit 0
 fi
 
 # ---- tune + bench -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "device_flags.h"
 #include "slidesparse/engine.h"
 #include "slidesparse/tokenizer.h"
 
@@ -134,42 +135,43 @@ CommandRegistrar reg_ppl(
       };
     });
 
-Expected<std::vector<int32_t>> parse_ids(const std::string& s) {
-  std::vector<int32_t> ids;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const long v = std::stol(item, &used);
-      if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument(item);
-      ids.push_back(static_cast<int32_t>(v));
-    } catch (...) {
-      return invalid_argument("--tokens: '" + item + "' is not a non-negative integer");
-    }
-  }
-  if (ids.empty()) return invalid_argument("--tokens: no token ids");
-  return ids;
-}
-
 CommandRegistrar reg_logits(
     "eval", "logits", "raw fp32 logits [n, vocab] of given token ids (little-endian binary file)",
     [](CLI::App& sub) -> CommandFn {
       struct Args {
         std::string model, tokens, out;
+        DeviceFlags dev;
       };
       auto a = std::make_shared<Args>();
       sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")
           ->required();
       sub.add_option("--tokens", a->tokens, "comma-separated token ids")->required();
       sub.add_option("--out", a->out, "output file: n*vocab fp32 values")->required();
+      add_device_flags(sub, &a->dev);
       return [a]() -> Status {
-        SS_ASSIGN_OR_RETURN(std::vector<int32_t> ids, parse_ids(a->tokens));
-        auto be = make_cpu_backend();
-        SS_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::load(a->model, be.get()));
-        const int64_t V = m->config().vocab_size, n = static_cast<int64_t>(ids.size());
-        std::vector<float> logits(static_cast<size_t>(n * V));
-        SS_RETURN_IF_ERROR(m->forward(ids.data(), n, logits.data()));
+        SS_RETURN_IF_ERROR(check_device_flags(a->dev));
+        SS_ASSIGN_OR_RETURN(std::vector<int32_t> ids, parse_token_ids(a->tokens));
+        const int64_t n = static_cast<int64_t>(ids.size());
+        std::vector<float> logits;
+        int64_t V = 0;
+        if (a->dev.device == "cpu") {
+          auto be = make_cpu_backend();
+          SS_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::load(a->model, be.get()));
+          V = m->config().vocab_size;
+          logits.resize(static_cast<size_t>(n * V));
+          SS_RETURN_IF_ERROR(m->forward(ids.data(), n, logits.data()));
+        } else {
+#ifdef SLIDESPARSE_WITH_CUDA
+          // Row i is the last-token logits of a prefill of ids[0..i] (the engine returns only
+          // each sequence's last row; causal attention makes this row i of a full prefill).
+          SS_ASSIGN_OR_RETURN(CudaModelOptions o, cuda_options(a->dev, n));
+          SS_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m, CudaModel::load(a->model, o));
+          V = m->config().vocab_size;
+          logits.resize(static_cast<size_t>(n * V));
+          for (int64_t i = 0; i < n; ++i)
+            SS_RETURN_IF_ERROR(m->prefill(ids.data(), 1, i + 1, logits.data() + i * V));
+#endif
+        }
         const std::string tmp = a->out + ".tmp";
         {
           std::ofstream o(tmp, std::ios::binary);

@@ -23,11 +23,19 @@ CommandRegistrar reg("", "synth", "write a random-weight bf16 HF checkpoint with
                        sub.add_option("--max-shard-size", *shard,
                                       "shard when larger, e.g. 4GB (default 4GiB)");
                        sub.add_flag("--progress", opt->progress, "one progress line per tensor");
+                       sub.add_flag("--config-only", opt->config_only,
+                                    "write config.json and generation_config.json only (no "
+                                    "weights)");
                        return [opt, shard]() -> Status {
                          if (!shard->empty()) {
                            SS_ASSIGN_OR_RETURN(opt->max_shard_bytes, parse_byte_size(*shard));
                          }
                          SS_RETURN_IF_ERROR(synth_checkpoint(*opt));
+                         if (opt->config_only) {
+                           std::printf("wrote %s/config.json (%s)\n", opt->out.c_str(),
+                                       opt->arch.c_str());
+                           return Status::Ok();
+                         }
                          std::printf("wrote %s (%s, seed %llu)\n", opt->out.c_str(),
                                      opt->arch.c_str(), static_cast<unsigned long long>(opt->seed));
                          return Status::Ok();

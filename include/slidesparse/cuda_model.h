@@ -66,8 +66,10 @@ class CudaModel {
 
   // Prefill: S sequences of L tokens (tokens [S*L], sequence s in slot s, which is reset and
   // then holds positions 0..L-1). logits: host [S, vocab] fp32 of each sequence's last token,
-  // or null. Errors: S > max_batch, L > max_ctx, S*L > max_step_tokens, ids out of range.
-  virtual Status prefill(const int32_t* tokens, int64_t S, int64_t L, float* logits) = 0;
+  // or null; next: host [S] greedy ids of those rows (device argmax, lowest id on ties) or null.
+  // Errors: S > max_batch, L > max_ctx, S*L > max_step_tokens, ids out of range.
+  virtual Status prefill(const int32_t* tokens, int64_t S, int64_t L, float* logits,
+                         int32_t* next = nullptr) = 0;
   // Decode: token b appended to slot b (b = 0..B-1) at position cache_len(b). logits: host
   // [B, vocab] fp32 or null; next: host [B] greedy (argmax, lowest id on ties) ids or null.
   // Errors: B > max_batch, a slot full (cache_len == max_ctx), ids out of range.

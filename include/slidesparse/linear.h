@@ -72,10 +72,18 @@ enum class GemmBackend { kDefault, kLibrary, kCutlass };
 Expected<GemmBackend> gemm_backend_parse(std::string_view s);
 const char* gemm_backend_name(GemmBackend b);  // "default", "library", "cutlass"
 
+// Forward scratch (quantized/lifted operand, scales, accumulators, cuBLASLt workspace) that
+// several layers share when they run one after another on one stream, as an engine's layers do:
+// one copy for the largest layer instead of one per layer. Opaque; buffers only grow, and an
+// input_slot() pointer stays valid until a reserve grows them.
+struct LinearScratch;
+std::shared_ptr<LinearScratch> make_linear_scratch();
+
 struct LinearConfig {
-  DType act_dtype = DType::kBF16;       // BF16 or F16: the model's dtype (x and y)
-  const TuningTable* tuning = nullptr;  // optional; must outlive the layer
-  void* stream = nullptr;               // used by prepare (uploads, slide build, compression)
+  DType act_dtype = DType::kBF16;          // BF16 or F16: the model's dtype (x and y)
+  const TuningTable* tuning = nullptr;     // optional; must outlive the layer
+  void* stream = nullptr;                  // used by prepare (uploads, slide build, compression)
+  std::shared_ptr<LinearScratch> scratch;  // null: the layer has its own
   GemmBackend sparse_backend = GemmBackend::kDefault;
   GemmBackend dense_backend = GemmBackend::kDefault;
 };

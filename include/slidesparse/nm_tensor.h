@@ -50,6 +50,11 @@ Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, 
                                const float* act_norms, QuantMode q, DType float_dtype,
                                int threads = 0);
 
+// Row-wise concatenation [N0 + N1 + ..., K] of compact tensors (q|k|v, gate|up fused into one
+// layer): same pattern, K and value dtype required; values, masks and scales are appended in order.
+// Errors (kInvalidArgument) name the first part that differs and how; no parts is an error too.
+Expected<NmTensor> nm_concat_rows(const std::vector<const NmTensor*>& parts);
+
 // Dequantized fp32 dense [N, K] of a compact tensor (value * scale in fp32, zeros elsewhere).
 // Same precondition as nm_unpack.
 std::vector<float> nm_to_dense_f32(const NmTensor& t);

@@ -29,7 +29,9 @@ struct SynthOptions {
   bool force = false;
   int threads = 0;  // 0: all cores
   size_t max_shard_bytes = kDefaultMaxShardBytes;
-  bool progress = false;  // one progress line per tensor on stderr
+  bool progress = false;     // one progress line per tensor on stderr
+  bool config_only = false;  // config.json + generation_config.json only (no weights): for tools
+                             // that build the model themselves (HF random init, bench/hf_e2e.py)
 };
 
 // Writes the checkpoint into a temp sibling of opt.out and renames it at the end.

@@ -299,6 +299,41 @@ Expected<NmTensor> nm_compress(const float* w, int64_t N, int64_t K, Pattern p, 
   return out;
 }
 
+Expected<NmTensor> nm_concat_rows(const std::vector<const NmTensor*>& parts) {
+  if (parts.empty() || !parts[0]) return invalid_argument("nm_concat_rows: no tensors");
+  const NmTensor& f = *parts[0];
+  NmTensor out;
+  out.pattern = f.pattern;
+  out.K = f.K;
+  out.value_dtype = f.value_dtype;
+  const bool quantized = f.quant() != QuantMode::kNone;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (!parts[i])
+      return invalid_argument("nm_concat_rows: part " + std::to_string(i) + " is null");
+    const NmTensor& t = *parts[i];
+    const std::string who = "nm_concat_rows: part " + std::to_string(i) + " ";
+    if (t.pattern != f.pattern)
+      return invalid_argument(who + "has pattern " + t.pattern.str() + ", expected " +
+                              f.pattern.str());
+    if (t.K != f.K)
+      return invalid_argument(who + "has K=" + std::to_string(t.K) + ", expected " +
+                              std::to_string(f.K));
+    if (t.value_dtype != f.value_dtype)
+      return invalid_argument(who + "has values " + dtype_name(t.value_dtype) + ", expected " +
+                              dtype_name(f.value_dtype));
+    const size_t nv = static_cast<size_t>(t.N * t.values_per_row()) * dtype_size(t.value_dtype);
+    const size_t nm = static_cast<size_t>(t.N * t.blocks());
+    if (t.N < 0 || t.values.size() != nv || t.masks.size() != nm ||
+        (quantized && t.scales.size() != static_cast<size_t>(t.N)))
+      return invalid_argument(who + "has inconsistent sizes for N=" + std::to_string(t.N));
+    out.N += t.N;
+    out.values.insert(out.values.end(), t.values.begin(), t.values.end());
+    out.masks.insert(out.masks.end(), t.masks.begin(), t.masks.end());
+    if (quantized) out.scales.insert(out.scales.end(), t.scales.begin(), t.scales.end());
+  }
+  return out;
+}
+
 std::vector<float> nm_to_dense_f32(const NmTensor& t) {
   const size_t es = dtype_size(t.value_dtype);
   std::vector<uint8_t> dense(static_cast<size_t>(t.N * t.K) * es);

@@ -122,9 +122,6 @@ void synth_fill_bf16(uint64_t seed, const std::string& name, int64_t first, int6
 Status synth_checkpoint(const SynthOptions& opt) {
   SS_ASSIGN_OR_RETURN(ModelConfig cfg, synth_arch_config(opt.arch));
   SS_ASSIGN_OR_RETURN(core::OutputDir out, core::OutputDir::create(opt.out, opt.force));
-  const std::vector<TensorInfo> tensors = model_tensors(cfg);
-  SS_ASSIGN_OR_RETURN(ShardedWriter w,
-                      ShardedWriter::create(out.path(), tensors, opt.max_shard_bytes));
   SS_RETURN_IF_ERROR(core::write_file_atomic(core::path_join(out.path(), "config.json"),
                                              model_config_to_json(cfg)));
   nlohmann::json gen = {{"_from_model_config", true}, {"bos_token_id", cfg.bos_token_id}};
@@ -134,6 +131,10 @@ Status synth_checkpoint(const SynthOptions& opt) {
     gen["eos_token_id"] = cfg.eos_token_ids;
   SS_RETURN_IF_ERROR(core::write_file_atomic(core::path_join(out.path(), "generation_config.json"),
                                              gen.dump(2) + "\n"));
+  if (opt.config_only) return out.commit();
+  const std::vector<TensorInfo> tensors = model_tensors(cfg);
+  SS_ASSIGN_OR_RETURN(ShardedWriter w,
+                      ShardedWriter::create(out.path(), tensors, opt.max_shard_bytes));
 
   int threads = opt.threads > 0
                     ? opt.threads

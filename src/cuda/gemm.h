@@ -31,7 +31,10 @@ int64_t gemm_align(DType in);
 // algo: -1 = the library's first heuristic; i >= 0 = the i-th heuristic candidate.
 class GemmDense {
  public:
-  static Expected<std::unique_ptr<GemmDense>> create(DType in);
+  // workspace: shared by GEMMs that run one after another on one stream (grown to 64 MiB);
+  // null: this GEMM allocates its own.
+  static Expected<std::unique_ptr<GemmDense>> create(
+      DType in, std::shared_ptr<DeviceBuffer> workspace = nullptr);
   ~GemmDense();
   GemmDense(const GemmDense&) = delete;
   GemmDense& operator=(const GemmDense&) = delete;
@@ -50,7 +53,7 @@ class GemmDense {
   Expected<Plan*> plan(int64_t M, int64_t N, int64_t K, int64_t ldd);
   DType in_;
   cublasLtHandle_t handle_ = nullptr;
-  DeviceBuffer workspace_;
+  std::shared_ptr<DeviceBuffer> workspace_;
   std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Plan>> plans_;
 };
 

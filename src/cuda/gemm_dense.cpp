@@ -63,14 +63,16 @@ struct GemmDense::Plan {
   }
 };
 
-Expected<std::unique_ptr<GemmDense>> GemmDense::create(DType in) {
+Expected<std::unique_ptr<GemmDense>> GemmDense::create(DType in,
+                                                       std::shared_ptr<DeviceBuffer> workspace) {
   if (in != DType::kBF16 && in != DType::kF16 && in != DType::kI8 && in != DType::kF8E4M3)
     return unsupported(std::string("cuBLASLt dense GEMM: dtype ") + dtype_name(in) +
                        " not supported (expected BF16, F16, I8 or F8_E4M3)");
   SS_RETURN_IF_ERROR(check_device());
   std::unique_ptr<GemmDense> g(new GemmDense(in));
   SS_CUBLAS_TRY(cublasLtCreate(&g->handle_));
-  SS_RETURN_IF_ERROR(g->workspace_.reserve(kWorkspace));
+  g->workspace_ = workspace ? std::move(workspace) : std::make_shared<DeviceBuffer>();
+  SS_RETURN_IF_ERROR(g->workspace_->reserve(kWorkspace));
   return g;
 }
 
@@ -144,11 +146,11 @@ Status GemmDense::run(const void* w, const void* x, void* d, int64_t M, int64_t 
   if (in_ == DType::kI8) {
     int32_t alpha = 1, beta = 0;
     SS_CUBLAS_TRY(cublasLtMatmul(handle_, p->op, &alpha, w, p->a, x, p->b, &beta, d, p->d, d, p->d,
-                                 a, workspace_.get(), workspace_.bytes(), stream));
+                                 a, workspace_->get(), kWorkspace, stream));
   } else {
     float alpha = 1.0f, beta = 0.0f;
     SS_CUBLAS_TRY(cublasLtMatmul(handle_, p->op, &alpha, w, p->a, x, p->b, &beta, d, p->d, d, p->d,
-                                 a, workspace_.get(), workspace_.bytes(), stream));
+                                 a, workspace_->get(), kWorkspace, stream));
   }
   return Status::Ok();
 }

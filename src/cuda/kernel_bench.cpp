@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -22,6 +23,7 @@
 #include <random>
 
 #include "cuda/cuda_check.h"
+#include "cuda/gpu_monitor.h"
 #include "cuda/kernels/fill_random.cuh"
 #include "slidesparse/linear.h"
 
@@ -166,16 +168,21 @@ class Timer {
     for (auto& e : ev_)
       if (e) cudaEventDestroy(e);
   }
-  // Median of reps timed runs (microseconds), cold L2 before each.
+  // Median of reps timed runs (microseconds), cold L2 before each. SM clock and power are sampled
+  // (NVML) while the timed runs execute: last_stats().
   Expected<double> median_us(const std::function<Status()>& op, int reps) {
     for (int i = 0; i < 2; ++i) SS_RETURN_IF_ERROR(op());
+    SS_CUDA_TRY(cudaDeviceSynchronize());
+    mon_.start();
     for (int r = 0; r < reps; ++r) {
       SS_CUDA_TRY(cudaMemsetAsync(flush_.get(), r & 0xff, flush_.bytes(), nullptr));
       SS_CUDA_TRY(cudaEventRecord(ev_[2 * r], nullptr));
       SS_RETURN_IF_ERROR(op());
       SS_CUDA_TRY(cudaEventRecord(ev_[2 * r + 1], nullptr));
     }
-    SS_CUDA_TRY(cudaDeviceSynchronize());
+    cudaError_t sync = cudaDeviceSynchronize();
+    last_ = mon_.stop();
+    SS_CUDA_TRY(sync);
     std::vector<double> t(reps);
     for (int r = 0; r < reps; ++r) {
       float ms = 0;
@@ -185,10 +192,14 @@ class Timer {
     std::sort(t.begin(), t.end());
     return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
   }
+  const GpuStats& last_stats() const { return last_; }
+  const GpuMonitor& monitor() const { return mon_; }
 
  private:
   DeviceBuffer flush_;
   std::vector<cudaEvent_t> ev_;
+  GpuMonitor mon_;
+  GpuStats last_;
 };
 
 // Sparse vs dense outputs on the same weights (first `rows` tokens). int8: must be bit-exact;
@@ -280,13 +291,21 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
     have_tuning = true;
   }
   SS_RETURN_IF_ERROR(check_device());  // after the arguments: usage errors come first
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(o.out_dir, ec);
+    if (ec) return io_error("bench kernel: cannot create '" + o.out_dir + "': " + ec.message());
+  }
   Timer timer;
   SS_RETURN_IF_ERROR(timer.init(o.reps));
+  if (!timer.monitor().available())
+    std::printf("# clocks/power not sampled: %s\n", timer.monitor().why_unavailable().c_str());
   const int64_t M_max = *std::max_element(o.Ms.begin(), o.Ms.end());
   nlohmann::json records = nlohmann::json::array();
   std::string csv =
       "backend,dtype,pattern,model,layer,M,N,K,K_lifted,gemm_us,layer_us,tflops,prologue_us,"
-      "fused_us,speedup_gemm,speedup_layer,speedup_fused,dense_best_candidate_us,alg,validated\n";
+      "fused_us,speedup_gemm,speedup_layer,speedup_fused,dense_best_candidate_us,alg,validated,"
+      "gemm_sm_mhz,gemm_power_w,gemm_power_capped\n";
   std::printf("# GPU %s; cold L2, median of %d runs; times in us\n", gpu_name().c_str(), o.reps);
   std::printf("%-10s %-5s %-5s %-12s %-8s %6s %9s %9s %8s %7s %7s\n", "backend", "dtype", "pat",
               "model", "layer", "M", "gemm_us", "layer_us", "TFLOPS", "S_gemm", "S_layer");
@@ -309,7 +328,8 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                  num("tflops") + "," + num("prologue_us") + "," + num("fused_us") + "," +
                  num("speedup_gemm") + "," + num("speedup_layer") + "," + num("speedup_fused") +
                  "," + num("dense_best_candidate_us") + "," + r["alg"].get<std::string>() + "," +
-                 r["validated"].get<std::string>() + "\n";
+                 r["validated"].get<std::string>() + "," + num("gemm_sm_mhz") + "," +
+                 num("gemm_power_w") + "," + num("gemm_power_capped") + "\n";
     }
     std::string cpath = o.out_dir + "/kernel.csv";
     std::ofstream fc(cpath);
@@ -395,6 +415,7 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           keep.algo_index = best_i;
           tuning.put(keep);
         }
+        GpuStats gs;  // clocks and power during the last GEMM-only measurement
         auto measure = [&](GpuLinear& l, double* gem, double* lay, double* pro,
                            double* fus) -> Status {
           SS_RETURN_IF_ERROR(l.reserve(M));
@@ -404,6 +425,7 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           SS_RETURN_IF_ERROR(l.run_prologue(x.get(), M, nullptr));
           SS_ASSIGN_OR_RETURN(*gem,
                               timer.median_us([&] { return l.run_gemm(M, nullptr); }, o.reps));
+          gs = timer.last_stats();
           *fus = 0;
           if (pr.q != QuantMode::kNone) {
             SS_ASSIGN_OR_RETURN(
@@ -464,12 +486,16 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
              {"speedup_fused", df > 0 ? nlohmann::json(1.0) : nlohmann::json(nullptr)},
              {"dense_best_candidate_us", best},
              {"alg", "cublaslt#" + std::to_string(best_i)},
-             {"validated", "reference"}});
+             {"validated", "reference"},
+             {"gemm_sm_mhz", gs.sm_mhz_median},
+             {"gemm_power_w", gs.power_w_mean},
+             {"gemm_power_capped", gs.power_capped_frac}});
         std::printf(
             "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f fused "
-            "%.1f us\n",
+            "%.1f us  %.0f MHz %.0f W\n",
             "cublaslt", pr.name.c_str(), "dense", sh.model.c_str(), sh.layer.c_str(),
-            static_cast<long long>(M), dg, dl, tflops(M, sh.N, sh.K, dg), 1.0, 1.0, best, df);
+            static_cast<long long>(M), dg, dl, tflops(M, sh.N, sh.K, dg), 1.0, 1.0, best, df,
+            gs.sm_mhz_median, gs.power_w_mean);
         std::fflush(stdout);
         if (cdense) {
           double g = 0, l = 0, p = 0, f = 0;
@@ -495,13 +521,16 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                               df > 0 && f > 0 ? nlohmann::json(df / f) : nlohmann::json(nullptr)},
                              {"dense_best_candidate_us", nullptr},
                              {"alg", calg},
-                             {"validated", cdense_valid}});
+                             {"validated", cdense_valid},
+                             {"gemm_sm_mhz", gs.sm_mhz_median},
+                             {"gemm_power_w", gs.power_w_mean},
+                             {"gemm_power_capped", gs.power_capped_frac}});
           std::printf(
               "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s fused %.1f us "
-              "(%.3fx)\n",
+              "(%.3fx)  %.0f MHz %.0f W\n",
               "cutlass", pr.name.c_str(), "dense", sh.model.c_str(), sh.layer.c_str(),
               static_cast<long long>(M), g, l, tflops(M, sh.N, sh.K, g), dg / g, dl / l,
-              calg.c_str(), f, f > 0 ? df / f : 0.0);
+              calg.c_str(), f, f > 0 ? df / f : 0.0, gs.sm_mhz_median, gs.power_w_mean);
           std::fflush(stdout);
         }
         for (auto& c : sps) {
@@ -536,14 +565,18 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                                                                   : nlohmann::json(nullptr)},
                               {"dense_best_candidate_us", nullptr},
                               {"alg", alg},
-                              {"validated", c.valid}};
+                              {"validated", c.valid},
+                              {"gemm_sm_mhz", gs.sm_mhz_median},
+                              {"gemm_power_w", gs.power_w_mean},
+                              {"gemm_power_capped", gs.power_capped_frac}};
           records.push_back(r);
           std::printf(
               "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s fused %.1f us "
-              "(%.3fx)\n",
+              "(%.3fx)  %.0f MHz %.0f W\n",
               c.backend.c_str(), pr.name.c_str(), c.p.str().c_str(), sh.model.c_str(),
               sh.layer.c_str(), static_cast<long long>(M), gem, lay, tflops(M, sh.N, sh.K, gem),
-              dg / gem, dl / lay, alg.c_str(), fus, fus > 0 ? df / fus : 0.0);
+              dg / gem, dl / lay, alg.c_str(), fus, fus > 0 ? df / fus : 0.0, gs.sm_mhz_median,
+              gs.power_w_mean);
           std::fflush(stdout);
           if (c.backend != "cusparselt") continue;
           // auto: the layer AutoLinear picks for this M (same kernels, so its measured time).

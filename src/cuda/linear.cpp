@@ -6,9 +6,12 @@
 // (gemm_cutlass.h), and forward() with bf16 activations fuses that same epilogue into the GEMM.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "cuda/cuda_check.h"
 #include "cuda/gemm.h"
@@ -21,6 +24,20 @@
 #include "slidesparse/linear.h"
 
 namespace slidesparse {
+
+// One set of forward buffers for the layers that share it (they run one after another on one
+// stream): buffers only grow, so a layer's reserve stays valid when another layer grows them.
+struct LinearScratch {
+  cuda::DeviceBuffer xq;   // activation operand [M_pad, K_out] (quantized / lifted)
+  cuda::DeviceBuffer sx;   // per-token scales [M_pad] fp32
+  cuda::DeviceBuffer acc;  // GEMM accumulators [M_pad, N_ld]
+  std::shared_ptr<cuda::DeviceBuffer> gemm_ws = std::make_shared<cuda::DeviceBuffer>();  // cuBLASLt
+};
+
+std::shared_ptr<LinearScratch> make_linear_scratch() {
+  return std::make_shared<LinearScratch>();
+}
+
 namespace cuda {
 namespace {
 
@@ -137,8 +154,9 @@ class DenseLinear final : public GpuLinear {
     // rows up to N_ld and the GEMM computes N_ld outputs per token (the epilogue reads N).
     // CUTLASS computes round_up(N, 8) rows.
     l->N_gemm_ = q == QuantMode::kFp8 || cut ? l->N_ld_ : N;
+    l->sc_ = cfg.scratch ? cfg.scratch : make_linear_scratch();
     if (!cut) {
-      SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_));
+      SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_, l->sc_->gemm_ws));
     }
     cudaStream_t s = S(cfg.stream);
     size_t es = dtype_size(l->gin_);
@@ -168,10 +186,10 @@ class DenseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(check_m(M));
     if (M <= cap_M_) return Status::Ok();
     if (q_ != QuantMode::kNone) {
-      SS_RETURN_IF_ERROR(xq_.reserve(static_cast<size_t>(M * K_al_)));
-      SS_RETURN_IF_ERROR(sx_.reserve(static_cast<size_t>(M) * sizeof(float)));
+      SS_RETURN_IF_ERROR(sc_->xq.reserve(static_cast<size_t>(M * K_al_)));
+      SS_RETURN_IF_ERROR(sc_->sx.reserve(static_cast<size_t>(M) * sizeof(float)));
     }
-    SS_RETURN_IF_ERROR(acc_.reserve(static_cast<size_t>(M * N_ld_) * dtype_size(gout_)));
+    SS_RETURN_IF_ERROR(sc_->acc.reserve(static_cast<size_t>(M * N_ld_) * dtype_size(gout_)));
     cap_M_ = M;
     return Status::Ok();
   }
@@ -180,40 +198,41 @@ class DenseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     x_ = x;
     if (q_ == QuantMode::kNone) return Status::Ok();
-    return kernels::launch_quantize(act_, q_, x, M, K_, xq_.get(), M, K_al_, sx_.as<float>(),
-                                    S(stream));
+    return kernels::launch_quantize(act_, q_, x, M, K_, sc_->xq.get(), M, K_al_,
+                                    sc_->sx.as<float>(), S(stream));
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    if (cg_)  // d == acc_
-      return cg_->run(xq_.get(), d, M, N_ld_, cutlass_config(tuning_, prec_, "dense", N_, K_, M),
-                      S(stream));
-    const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
+    if (cg_)  // d == sc_->acc
+      return cg_->run(sc_->xq.get(), d, M, N_ld_,
+                      cutlass_config(tuning_, prec_, "dense", N_, K_, M), S(stream));
+    const void* xin = q_ == QuantMode::kNone ? x_ : sc_->xq.get();
     int algo = -1;
     if (tuning_)
       if (const TuneEntry* e = tuning_->find_nearest("cublaslt", prec_, "dense", N_, K_, M))
         algo = e->algo_index;
-    return gemm_->run(w_.get(), xin, d, M, N_gemm_, K_al_, d == acc_.get() ? N_ld_ : N_, algo,
+    return gemm_->run(w_.get(), xin, d, M, N_gemm_, K_al_, d == sc_->acc.get() ? N_ld_ : N_, algo,
                       S(stream));
   }
 
   Status run_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    return gemm_into(acc_.get(), M, stream);
+    return gemm_into(sc_->acc.get(), M, stream);
   }
 
   Status run_epilogue(void* y, int64_t M, void* stream) override {
     const bool q8 = q_ != QuantMode::kNone;
     return kernels::launch_epilogue(
-        gout_, acc_.get(), N_ld_, q8 ? sx_.as<float>() : nullptr, q8 ? sw_.as<float>() : nullptr,
-        has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_, S(stream));
+        gout_, sc_->acc.get(), N_ld_, q8 ? sc_->sx.as<float>() : nullptr,
+        q8 ? sw_.as<float>() : nullptr, has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_,
+        S(stream));
   }
 
   // CUTLASS with bf16 activations: GEMM + dequant + bias in one kernel.
   bool fused() const { return cg_ && act_ == DType::kBF16; }
   Status run_fused(void* y, int64_t M, void* stream) {
     return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, "dense", N_, K_, M),
-                                 xq_.get(), sx_.as<float>(), sw_.as<float>(),
+                                 sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
                                  has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_ld_,
                                  yscratch_, S(stream));
   }
@@ -228,7 +247,7 @@ class DenseLinear final : public GpuLinear {
       return kernels::launch_epilogue(act_, y, N_, nullptr, nullptr, bias_.as<float>(), act_, y, N_,
                                       M, N_, S(stream));
     }
-    SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
 
@@ -238,8 +257,8 @@ class DenseLinear final : public GpuLinear {
     s.dtype = gin_;
     s.quant = q_;
     if (q_ == QuantMode::kNone) return s;  // W16A16: the GEMM reads x itself
-    s.codes = xq_.get();
-    s.scales = sx_.as<float>();
+    s.codes = sc_->xq.get();
+    s.scales = sc_->sx.as<float>();
     s.M_pad = M;
     s.K_out = K_al_;
     return s;
@@ -249,12 +268,12 @@ class DenseLinear final : public GpuLinear {
       return unsupported("dense W16A16 linear has no prologue to fuse: call forward");
     SS_RETURN_IF_ERROR(reserve(M));
     if (fused()) return run_fused(y, M, stream);
-    SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
 
   Status copy_accumulators(int64_t M, void* host, void* stream) override {
-    return copy_to_host(acc_, gout_, M, N_, N_ld_, host, S(stream));
+    return copy_to_host(sc_->acc, gout_, M, N_, N_ld_, host, S(stream));
   }
 
   Expected<int> gemm_configs(int64_t M) override {
@@ -269,12 +288,12 @@ class DenseLinear final : public GpuLinear {
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
     if (cg_)
-      return cg_->run(xq_.get(), acc_.get(), M, N_ld_,
+      return cg_->run(sc_->xq.get(), sc_->acc.get(), M, N_ld_,
                       e ? e->algo_index : cutlass_config(tuning_, prec_, "dense", N_, K_, M),
                       S(stream));
-    const void* xin = q_ == QuantMode::kNone ? x_ : xq_.get();
-    return gemm_->run(w_.get(), xin, acc_.get(), M, N_gemm_, K_al_, N_ld_, e ? e->algo_index : -1,
-                      S(stream));
+    const void* xin = q_ == QuantMode::kNone ? x_ : sc_->xq.get();
+    return gemm_->run(w_.get(), xin, sc_->acc.get(), M, N_gemm_, K_al_, N_ld_,
+                      e ? e->algo_index : -1, S(stream));
   }
   Expected<TuneEntry> search_gemm(int64_t, void*) override {
     return unsupported("dense linear: no library search (use the heuristic candidates)");
@@ -290,7 +309,8 @@ class DenseLinear final : public GpuLinear {
   const void* x_ = nullptr;
   std::unique_ptr<GemmDense> gemm_;
   std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS backend (then gemm_ is null)
-  DeviceBuffer w_, sw_, bias_, xq_, sx_, acc_, yscratch_;
+  DeviceBuffer w_, sw_, bias_, yscratch_;
+  std::shared_ptr<LinearScratch> sc_;
 };
 
 // ---- sparse layer ----
@@ -330,6 +350,7 @@ class SparseLinear final : public GpuLinear {
     // CUTLASS: K' padded to 64 (whole sparse metadata blocks of 8-bit operands).
     l->K_out_ = w.pattern.k_lifted_aligned(w.K, cut ? 64 : l->align_);
     l->N_pad_ = round_up(w.N, l->align_);
+    l->sc_ = cfg.scratch ? cfg.scratch : make_linear_scratch();
     cudaStream_t s = S(cfg.stream);
     DeviceBuffer vals, masks, wslided;
     SS_RETURN_IF_ERROR(upload(vals, w.values.data(), w.values.size(), s));
@@ -365,9 +386,9 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(check_m(M));
     int64_t Mp = round_up(M, align_);
     if (Mp <= cap_M_) return Status::Ok();
-    SS_RETURN_IF_ERROR(xq_.reserve(static_cast<size_t>(Mp * K_out_) * dtype_size(gin_)));
-    SS_RETURN_IF_ERROR(sx_.reserve(static_cast<size_t>(Mp) * sizeof(float)));
-    SS_RETURN_IF_ERROR(acc_.reserve(static_cast<size_t>(Mp * N_pad_) * dtype_size(gout_)));
+    SS_RETURN_IF_ERROR(sc_->xq.reserve(static_cast<size_t>(Mp * K_out_) * dtype_size(gin_)));
+    SS_RETURN_IF_ERROR(sc_->sx.reserve(static_cast<size_t>(Mp) * sizeof(float)));
+    SS_RETURN_IF_ERROR(sc_->acc.reserve(static_cast<size_t>(Mp * N_pad_) * dtype_size(gout_)));
     cap_M_ = Mp;
     return Status::Ok();
   }
@@ -388,27 +409,28 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     int64_t Mp = round_up(M, align_);
     if (q_ == QuantMode::kNone)
-      return kernels::launch_lift(act_, p_, x, M, K_, xq_.get(), Mp, K_out_, S(stream));
-    return kernels::launch_quant_lift(act_, q_, p_, x, M, K_, xq_.get(), Mp, K_out_,
-                                      sx_.as<float>(), S(stream));
+      return kernels::launch_lift(act_, p_, x, M, K_, sc_->xq.get(), Mp, K_out_, S(stream));
+    return kernels::launch_quant_lift(act_, q_, p_, x, M, K_, sc_->xq.get(), Mp, K_out_,
+                                      sc_->sx.as<float>(), S(stream));
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    if (cg_)  // d == acc_
-      return cg_->run(xq_.get(), d, M, N_pad_, cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
-                      S(stream));
-    return gemm_->run(xq_.get(), d, round_up(M, align_), algo_for(M), S(stream));
+    if (cg_)  // d == sc_->acc
+      return cg_->run(sc_->xq.get(), d, M, N_pad_,
+                      cutlass_config(tuning_, prec_, p_.str(), N_, K_, M), S(stream));
+    return gemm_->run(sc_->xq.get(), d, round_up(M, align_), algo_for(M), S(stream));
   }
   Status run_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    return gemm_into(acc_.get(), M, stream);
+    return gemm_into(sc_->acc.get(), M, stream);
   }
 
   Status run_epilogue(void* y, int64_t M, void* stream) override {
     const bool q8 = q_ != QuantMode::kNone;
     return kernels::launch_epilogue(
-        gout_, acc_.get(), N_pad_, q8 ? sx_.as<float>() : nullptr, q8 ? sw_.as<float>() : nullptr,
-        has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_, S(stream));
+        gout_, sc_->acc.get(), N_pad_, q8 ? sc_->sx.as<float>() : nullptr,
+        q8 ? sw_.as<float>() : nullptr, has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_,
+        S(stream));
   }
 
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
@@ -418,8 +440,8 @@ class SparseLinear final : public GpuLinear {
   Expected<InputSlot> input_slot(int64_t M) override {
     SS_RETURN_IF_ERROR(reserve(M));
     InputSlot s;
-    s.codes = xq_.get();
-    s.scales = q_ == QuantMode::kNone ? nullptr : sx_.as<float>();
+    s.codes = sc_->xq.get();
+    s.scales = q_ == QuantMode::kNone ? nullptr : sc_->sx.as<float>();
     s.M_pad = round_up(M, align_);
     s.K_out = K_out_;
     s.dtype = gin_;
@@ -432,17 +454,17 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     if (cg_ && act_ == DType::kBF16)  // CUTLASS: GEMM + dequant + bias in one kernel
       return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
-                                   xq_.get(), sx_.as<float>(), sw_.as<float>(),
+                                   sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
                                    has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_pad_,
                                    yscratch_, S(stream));
     if (!cg_ && q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
       return gemm_into(y, M, stream);  // W16A16 with no padding: the GEMM writes y directly
-    SS_RETURN_IF_ERROR(gemm_into(acc_.get(), M, stream));
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
 
   Status copy_accumulators(int64_t M, void* host, void* stream) override {
-    return copy_to_host(acc_, gout_, M, N_, N_pad_, host, S(stream));
+    return copy_to_host(sc_->acc, gout_, M, N_, N_pad_, host, S(stream));
   }
 
   Expected<int> gemm_configs(int64_t M) override {
@@ -464,12 +486,12 @@ class SparseLinear final : public GpuLinear {
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
     if (cg_)
-      return cg_->run(xq_.get(), acc_.get(), M, N_pad_,
+      return cg_->run(sc_->xq.get(), sc_->acc.get(), M, N_pad_,
                       e ? e->algo_index : cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
                       S(stream));
     SparseAlgo a;
     if (e) a = SparseAlgo{e->alg_id, e->split_k, e->split_k_mode, e->split_k_buffers};
-    return gemm_->run(xq_.get(), acc_.get(), round_up(M, align_), a, S(stream));
+    return gemm_->run(sc_->xq.get(), sc_->acc.get(), round_up(M, align_), a, S(stream));
   }
   Expected<TuneEntry> search_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
@@ -481,8 +503,8 @@ class SparseLinear final : public GpuLinear {
       return unsupported(
           "cusparseLtMatmulSearch is disabled for fp16 (breaks the context on "
           "cuSPARSELt 0.8.0)");
-    SS_ASSIGN_OR_RETURN(SparseAlgo a,
-                        gemm_->search(xq_.get(), acc_.get(), round_up(M, align_), S(stream)));
+    SS_ASSIGN_OR_RETURN(
+        SparseAlgo a, gemm_->search(sc_->xq.get(), sc_->acc.get(), round_up(M, align_), S(stream)));
     TuneEntry e = config(M, a.alg_id, a.split_k);
     e.split_k_mode = a.split_k_mode;
     e.split_k_buffers = a.split_k_buffers;
@@ -499,7 +521,8 @@ class SparseLinear final : public GpuLinear {
   std::string prec_;
   std::unique_ptr<GemmSparse24> gemm_;
   std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS backend (then gemm_ is null)
-  DeviceBuffer sw_, bias_, xq_, sx_, acc_, yscratch_;
+  DeviceBuffer sw_, bias_, yscratch_;
+  std::shared_ptr<LinearScratch> sc_;
 };
 
 // ---- auto layer ----
@@ -569,15 +592,33 @@ Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N
     return invalid_argument("dense linear: weight shape [" + std::to_string(N) + "," +
                             std::to_string(K) + "] must be positive");
   SS_RETURN_IF_ERROR(cuda::check_act(cfg.act_dtype));
-  std::vector<float> scales;
+  std::vector<float> scales(q == QuantMode::kNone ? 0 : N);
   DType t = cuda::gemm_in(cfg.act_dtype, q);
-  std::vector<uint8_t> codes(static_cast<size_t>(N * K) * dtype_size(t));
-  if (q == QuantMode::kNone) {
-    SS_RETURN_IF_ERROR(convert_from_f32(t, w, codes.data(), N * K));
-  } else {
-    scales.resize(N);
-    quantize_rows(q, w, N, K, codes.data(), scales.data());
+  const size_t es = dtype_size(t);
+  std::vector<uint8_t> codes(static_cast<size_t>(N * K) * es);
+  // Row chunks on all cores (a model's lm_head is ~1e9 elements); per-row arithmetic, so the
+  // result does not depend on the split.
+  const int64_t threads =
+      std::min<int64_t>({16, std::max<int64_t>(1, std::thread::hardware_concurrency()),
+                         std::max<int64_t>(1, N / 64)});
+  std::vector<std::thread> pool;
+  std::atomic<bool> bad{false};
+  for (int64_t i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      const int64_t r0 = N * i / threads, r1 = N * (i + 1) / threads;
+      if (r1 <= r0) return;
+      if (q == QuantMode::kNone) {
+        if (!convert_from_f32(t, w + r0 * K, codes.data() + r0 * K * es, (r1 - r0) * K).ok())
+          bad = true;
+      } else {
+        quantize_rows(q, w + r0 * K, r1 - r0, K, codes.data() + r0 * K * es, scales.data() + r0);
+      }
+    });
   }
+  for (std::thread& th : pool) th.join();
+  if (bad)
+    return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
+                          " failed");
   SS_ASSIGN_OR_RETURN(
       auto l, cuda::DenseLinear::create(codes.data(), t, N, K, q, scales.data(), bias, cfg));
   return std::unique_ptr<GpuLinear>(std::move(l));

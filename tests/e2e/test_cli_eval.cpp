@@ -179,4 +179,31 @@ TEST(CliEval, SmolLM2PerplexityJson) {
   EXPECT_NE(r.out.find("Paris"), std::string::npos) << r.out;
 }
 
+// generate --tokens/--print-ids (no tokenizer needed) and the --device flags: one line of ids on
+// the CPU engine; cuda-only flags with --device cpu, an unknown device, both or neither of
+// --prompt/--tokens are one-line errors; --device cuda without a usable GPU (or without CUDA in
+// the build) is a one-line error too, never a crash.
+TEST(CliEval, GenerateIdsAndDeviceFlags) {
+  const std::string m = dir() + "/tq";
+  ASSERT_EQ(cli("synth --arch tiny-qwen2 --out " + m).rc, 0);
+  CliRun r = cli("generate " + m + " --tokens 1,2,3 --max-new-tokens 5 --print-ids");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_LE(std::count(r.out.begin(), r.out.end(), ','), 4) << r.out;
+  EXPECT_TRUE(r.out.find_first_not_of("0123456789,\n") == std::string::npos) << r.out;
+  expect_one_error_line(cli("generate " + m + " --tokens 1,2 --print-ids --dtype fp16"),
+                        "--device cuda only");
+  expect_one_error_line(cli("generate " + m + " --tokens 1,2 --print-ids --device tpu"), "tpu");
+  expect_one_error_line(cli("generate " + m + " --print-ids"), "exactly one of");
+  expect_one_error_line(cli("generate " + m + " --tokens 1,x --print-ids"), "'x'");
+  expect_one_error_line(cli("generate " + m + " --tokens 1,2 --print-ids --prompt hi"),
+                        "exactly one of");
+  r = cli("eval logits " + m + " --tokens 1,2 --out " + dir() + "/l.bin --device cuda");
+  if (r.rc != 0) {  // no GPU here (with a GPU, the gpu tests cover it)
+    expect_one_error_line(r, "");
+  } else {
+    EXPECT_EQ(fs::file_size(dir() + "/l.bin"), 2u * 300u * 4u);
+  }
+}
+
 }  // namespace

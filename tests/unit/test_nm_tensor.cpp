@@ -232,3 +232,55 @@ TEST(NmTensor, CompressInChunksEqualsSerialSteps) {
   EXPECT_NE(bad.status().message().find("row 598, column 4000"), std::string::npos)
       << bad.status().message();
 }
+
+// q|k|v and gate|up fusion: the concatenation unpacks to the row-stacked dense weights, exactly,
+// for every value dtype (scales appended), and mismatched parts are refused with a message.
+TEST(NmTensor, ConcatRowsStacksDenseRowsAndScales) {
+  std::mt19937 rng(31);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  const int64_t K = 37;  // not a multiple of m: padding in the last block
+  for (const char* ps : {"2:4", "6:8", "8:10"}) {
+    const Pattern p = *Pattern::parse(ps);
+    for (QuantMode q : {QuantMode::kNone, QuantMode::kInt8, QuantMode::kFp8}) {
+      std::vector<NmTensor> parts;
+      std::vector<float> stacked;
+      for (int64_t N : {5, 1, 3}) {
+        std::vector<float> w(static_cast<size_t>(N * K));
+        for (float& x : w) x = nd(rng);
+        auto t = nm_compress(w.data(), N, K, p, PruneMethod::kMagnitude, nullptr, q, DType::kBF16);
+        ASSERT_TRUE(t.ok()) << t.status().message();
+        const std::vector<float> d = nm_to_dense_f32(*t);
+        stacked.insert(stacked.end(), d.begin(), d.end());
+        parts.push_back(std::move(*t));
+      }
+      auto cat = nm_concat_rows({&parts[0], &parts[1], &parts[2]});
+      ASSERT_TRUE(cat.ok()) << cat.status().message();
+      EXPECT_EQ(cat->N, 9);
+      EXPECT_EQ(cat->K, K);
+      ASSERT_TRUE(nm_verify(*cat).ok()) << nm_verify(*cat).message();
+      EXPECT_EQ(cat->scales.size(), q == QuantMode::kNone ? 0u : 9u);
+      EXPECT_EQ(nm_to_dense_f32(*cat), stacked) << ps << " " << quant_mode_name(q);
+    }
+  }
+  std::vector<float> w(static_cast<size_t>(4 * 16), 0.5f);
+  auto a = nm_compress(w.data(), 4, 16, *Pattern::parse("6:8"), PruneMethod::kMagnitude, nullptr,
+                       QuantMode::kInt8, DType::kBF16);
+  auto b = nm_compress(w.data(), 4, 16, *Pattern::parse("2:4"), PruneMethod::kMagnitude, nullptr,
+                       QuantMode::kInt8, DType::kBF16);
+  auto c = nm_compress(w.data(), 2, 32, *Pattern::parse("6:8"), PruneMethod::kMagnitude, nullptr,
+                       QuantMode::kInt8, DType::kBF16);
+  auto d = nm_compress(w.data(), 4, 16, *Pattern::parse("6:8"), PruneMethod::kMagnitude, nullptr,
+                       QuantMode::kFp8, DType::kBF16);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok());
+  auto e1 = nm_concat_rows({&*a, &*b});
+  ASSERT_FALSE(e1.ok());
+  EXPECT_NE(e1.status().message().find("part 1 has pattern 2:4, expected 6:8"), std::string::npos)
+      << e1.status().message();
+  auto e2 = nm_concat_rows({&*a, &*c});
+  ASSERT_FALSE(e2.ok());
+  EXPECT_NE(e2.status().message().find("K=32, expected 16"), std::string::npos);
+  auto e3 = nm_concat_rows({&*a, &*d});
+  ASSERT_FALSE(e3.ok());
+  EXPECT_NE(e3.status().message().find("F8_E4M3"), std::string::npos) << e3.status().message();
+  EXPECT_FALSE(nm_concat_rows({}).ok());
+}

@@ -9,6 +9,11 @@
 // Decode: one query per sequence b = 0..B-1 (row b of q), cache slot b, attending keys
 // 0 .. kv_len[b]-1 (device array). The launch grid depends only on B and max_ctx, never on
 // kv_len, so the launch can be captured in a CUDA graph and replayed as the context grows.
+// kv_len[b] is clamped to [0, max_ctx]; 0 gives a zero output row.
+//
+// Both: q, caches and out 16-byte aligned, ldq a multiple of 8 (ldo too for prefill); cache rows
+// past the attended keys are never read (they may hold anything, NaN included). Implementation:
+// attention_prefill.cu, attention_decode.cu; notes and measured speed: docs/attention.md.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -37,6 +37,32 @@ __device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
       __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3));
 }
 
+// The same codes without the IEEE division: y = v * inv (inv = 1/scale correctly rounded) is
+// within 2^-23 relative of v/scale, and the correctly rounded quotient within half an ulp, so
+// when y is farther than that from every rounding boundary of the target format both round to
+// the same code; otherwise (about 1 element in 10^4) the exact path above decides.
+// int8: |y| <= 127.01 so the two differ by < 2^-16; boundaries are k + 1/2; margin 2^-14.
+__device__ __forceinline__ uint8_t quant_i8_fast(float v, float scale, float inv) {
+  const float y = __fmul_rn(v, inv);
+  const float k = rintf(y);
+  if (fabsf(y - k) < 0.5f - 1.0f / 16384.0f) {  // y - k is exact; NaN / inf fail the test
+    const float q = fminf(fmaxf(k, -127.0f), 127.0f);
+    return static_cast<uint8_t>(static_cast<int8_t>(q));
+  }
+  return quant_i8(v, scale);
+}
+// e4m3: in its normal range (|y| >= 2^-6) the boundaries are the fp32 values whose 20 mantissa
+// bits below e4m3's 3 are 0x80000; the two differ by <= 2.5 fp32 ulps; margin 64 ulps. Smaller
+// |y| (e4m3 subnormals), NaN, inf: exact path. Saturation (448 .. 512) has no boundary.
+__device__ __forceinline__ uint8_t quant_e4m3_fast(float v, float scale, float inv) {
+  const float y = __fmul_rn(v, inv);
+  const uint32_t low = __float_as_uint(y) & 0xFFFFFu;
+  const float a = fabsf(y);  // inf (inv overflowed for a subnormal scale): exact path
+  if (a >= 0.015625f && a <= 512.0f && low - (0x80000u - 64u) > 128u)
+    return static_cast<uint8_t>(__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3));
+  return quant_e4m3(v, scale);
+}
+
 // Block-wide max of non-negative floats (blockDim.x a multiple of 32, <= 1024).
 __device__ __forceinline__ float block_max(float v, float* red) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -47,6 +73,78 @@ __device__ __forceinline__ float block_max(float v, float* red) {
   v = lane < nw ? red[lane] : 0.0f;
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
+}
+
+// The second half of a row's quantization, shared by every kernel that ends in a W8A8 operand
+// (quantize, quantize+lift, and the fused RMSNorm / SwiGLU prologues), so that they agree bit for
+// bit: the row [K] in shared memory (written by this CTA, not yet published), each thread's
+// partial absmax `amax` -> per-token scale (*scale_out) and the codes of one output row o
+// [K_out], plain (columns >= K zero) or gathered through the lift (LIFT; `codes` is shared scratch
+// of at least K_pad + 8 bytes). The row area holds K rounded up to 8 elements, those >= K zero
+// (+0.0: code 0), so that whole 16-byte chunks are quantized without masks.
+template <class TIn, bool FP8, bool LIFT>
+__device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int Ki, int m, int L,
+                                                int nblk, uint8_t* __restrict__ o, int K_out,
+                                                float* scale_out, float qmax, float* red,
+                                                uint8_t* codes) {
+  amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
+  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
+  const float inv = __frcp_rn(scale);
+  if (threadIdx.x == 0) *scale_out = scale;
+  // The row is read 8 elements per 16-byte shared-memory load; chunks past Kr read as zero.
+  const int Kr = (Ki + 7) & ~7;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  if (!LIFT) {
+    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+      alignas(16) TIn e[16];
+      reinterpret_cast<uint4*>(e)[0] = c < Kr ? *reinterpret_cast<const uint4*>(row + c) : zero;
+      reinterpret_cast<uint4*>(e)[1] =
+          c + 8 < Kr ? *reinterpret_cast<const uint4*>(row + c + 8) : zero;
+      alignas(16) uint8_t q[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const float v = to_f32(e[i]);
+        q[i] = FP8 ? quant_e4m3_fast(v, scale, inv) : quant_i8_fast(v, scale, inv);
+      }
+      *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
+    }
+    return;
+  }
+  // LIFT: quantize each source element once into shared memory (lifting duplicates elements, so
+  // quantizing after the gather would cost gamma times the divisions), zero codes up to K_pad,
+  // then gather whole 2:4 windows: 4 consecutive codes from an even source offset = two 16-bit
+  // shared-memory loads per window.
+  const int Kp = nblk * m;
+  for (int c = threadIdx.x * 8; c < Kp; c += blockDim.x * 8) {
+    alignas(16) TIn e[8];
+    *reinterpret_cast<uint4*>(e) = c < Kr ? *reinterpret_cast<const uint4*>(row + c) : zero;
+    alignas(8) uint8_t q[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const float v = to_f32(e[i]);
+      q[i] = FP8 ? quant_e4m3_fast(v, scale, inv) : quant_i8_fast(v, scale, inv);
+    }
+    *reinterpret_cast<uint2*>(codes + c) = *reinterpret_cast<const uint2*>(q);
+  }
+  __syncthreads();
+  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
+  const int W = L / 4;  // windows per block
+  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+    uint32_t w4[4];
+    int w = c / 4, b = w / W, j = w - b * W;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
+      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
+                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
+                       : 0u;
+      if (++j == W) {
+        j = 0;
+        ++b;
+      }
+    }
+    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+  }
 }
 
 // One CTA per row of out [M_pad, K_out] (codes: int8 or e4m3). Rows >= M are written as zero.
@@ -84,56 +182,11 @@ __global__ void quant_rows_kernel(const TIn* __restrict__ x, int64_t M, int64_t 
       amax = fmaxf(amax, fabsf(to_f32(v)));
     }
   }
-  amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
-  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
-  if (threadIdx.x == 0) scales[r] = scale;
-  if (!LIFT) {
-    for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
-      alignas(16) uint8_t q[16];
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        float v = c + i < K ? to_f32(row[c + i]) : 0.0f;
-        q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-      }
-      *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
-    }
-    return;
-  }
-  // LIFT: quantize each source element once into shared memory (lifting duplicates elements, so
-  // quantizing after the gather would cost gamma times the divisions), zero codes up to K_pad,
-  // then gather whole 2:4 windows: 4 consecutive codes from an even source offset = two 16-bit
-  // shared-memory loads per window.
-  const int Ki = static_cast<int>(K), nblk = static_cast<int>(blocks);
-  const int Kp = nblk * m;
+  const int Ki = static_cast<int>(K);
+  for (int c = Ki + threadIdx.x; c < ((Ki + 7) & ~7); c += blockDim.x) row[c] = TIn(0.0f);
   uint8_t* codes = smem_raw + ((static_cast<size_t>(K) * sizeof(TIn) + 15) & ~size_t{15});
-  for (int c = threadIdx.x * 4; c < Kp; c += blockDim.x * 4) {
-    alignas(4) uint8_t q[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float v = c + i < Ki ? to_f32(row[c + i]) : 0.0f;
-      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-    }
-    *reinterpret_cast<uint32_t*>(codes + c) = *reinterpret_cast<const uint32_t*>(q);
-  }
-  __syncthreads();
-  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
-  const int W = L / 4;  // windows per block
-  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
-    uint32_t w4[4];
-    int w = c / 4, b = w / W, j = w - b * W;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
-      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
-                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
-                       : 0u;
-      if (++j == W) {
-        j = 0;
-        ++b;
-      }
-    }
-    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
-  }
+  quant_row_store<TIn, FP8, LIFT>(row, amax, Ki, m, L, static_cast<int>(blocks), o, K_out,
+                                  scales + r, qmax, red, codes);
 }
 
 constexpr int kQuantThreads = 256;
@@ -142,7 +195,7 @@ constexpr size_t kQuantMaxSmem = 200 * 1024;
 // Dynamic shared memory of one CTA: the bf16/fp16 row (+ its codes when lifting).
 inline size_t quant_rows_smem(int64_t K, size_t in_size, bool lift) {
   size_t row = (static_cast<size_t>(K) * in_size + 15) & ~size_t{15};
-  // codes: K padded to the block size m <= 16 and to 4-byte chunks, with margin.
+  // codes: K padded to the block size m <= 16 and to 8-byte chunks, with margin.
   return lift ? row + ((static_cast<size_t>(K) + 47) & ~size_t{15}) : row;
 }
 template <class TIn, bool FP8, bool LIFT>

@@ -1,0 +1,278 @@
+// Causal GQA prefill attention over the KV cache, FlashAttention-2 style: one CTA = 64 query rows
+// of one head (4 warps x 16 rows); key/value tiles of 64 rows stream through double-buffered
+// shared memory with cp.async (70 KB at hd 128, 3 CTAs per SM); S = Q K^T and O += P V on tensor
+// cores (mma.sync m16n8k16), online softmax in fp32, P rounded to T before P V, O in fp32 rounded
+// to T once at the end.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels/attention.cuh"
+#include "cuda/kernels/mma_sm80.cuh"
+
+namespace slidesparse::cuda::kernels {
+namespace {
+
+using namespace sm80;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kBr = 16 * kWarps;  // query rows per CTA
+constexpr int kBc = 64;           // keys per tile
+
+template <int HD>
+struct Smem {
+  // Rows padded by 16 bytes: the 8 row addresses of one ldmatrix fall in distinct bank groups.
+  static constexpr int kStride = HD + 8;
+  static constexpr int kElems = 4 * kBc * kStride;  // K[2], V[2]; Q is staged in V[1]
+  static constexpr size_t kBytes = kElems * 2;
+};
+
+// rows x HD tile, global row stride ld (elements) -> smem (row stride HD + 8); rows >= valid are
+// zero-filled without touching global memory (`safe` is any valid address, never read).
+template <int HD, int ROWS, class T>
+__device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int valid,
+                                          const T* safe, int tid) {
+  constexpr int kChunks = HD / 8;  // 16-byte chunks per row
+#pragma unroll
+  for (int c = tid; c < ROWS * kChunks; c += kThreads) {
+    const int r = c / kChunks, cc = c % kChunks;
+    const bool ok = r < valid;
+    cp_async16(dst + r * Smem<HD>::kStride + cc * 8, ok ? src + r * ld + cc * 8 : safe,
+               ok ? 16 : 0);
+  }
+}
+
+// Grid: x = q head, y = query block (heaviest first), z = sequence. q heads of one kv head are
+// neighbours in launch order, so their K/V tiles are read from L2 rather than DRAM.
+template <class T, int HD>
+__global__ void __launch_bounds__(kThreads, 3)
+    prefill_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
+                   const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0, int rep,
+                   int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
+  constexpr int kStride = Smem<HD>::kStride;
+  constexpr int kDk = HD / 16;  // k-steps of Q K^T
+  constexpr int kNt = kBc / 8;  // n-tiles of S
+  extern __shared__ uint4 smem_raw[];
+  static_assert(kBr == kBc, "Q is staged in a K/V tile buffer");
+  T* sK = reinterpret_cast<T*>(smem_raw);  // [2][kBc][kStride]
+  T* sV = sK + 2 * kBc * kStride;          // [2][kBc][kStride]
+  T* sQ = sV + kBc * kStride;              // [kBr][kStride] = V[1], free until tile 1 loads
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int h = blockIdx.x;
+  const int i0 = (gridDim.y - 1 - blockIdx.y) * kBr;
+  const int64_t s = blockIdx.z;
+  const int q_rows = min(kBr, L - i0);
+  const int64_t kv_end = pos0 + i0 + q_rows;  // keys 0 .. kv_end-1 are seen by some row
+  const int n_tiles = static_cast<int>((kv_end + kBc - 1) / kBc);
+  const int64_t ldkv = static_cast<int64_t>(KV) * HD;
+
+  const T* qg = q + (s * L + i0) * ldq + static_cast<int64_t>(h) * HD;
+  const T* kg = k_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
+  const T* vg = v_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
+
+  load_tile<HD, kBr>(sQ, qg, ldq, q_rows, qg, tid);
+  load_tile<HD, kBc>(sK, kg, ldkv, static_cast<int>(min64(kBc, kv_end)), kg, tid);
+  load_tile<HD, kBc>(sV, vg, ldkv, static_cast<int>(min64(kBc, kv_end)), vg, tid);
+  cp_async_commit();
+
+  uint32_t qf[kDk][4];
+  float o[HD / 8][4];
+#pragma unroll
+  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const int wr0 = warp * 16;                // first tile row of this warp
+  const int64_t qpos_lo = pos0 + i0 + wr0;  // smallest query position of this warp
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int buf = j & 1;
+    cp_async_wait<0>();
+    __syncthreads();  // tile j visible to all; everyone is done with tile j-1 (buffer buf^1)
+    if (j == 0) {
+#pragma unroll
+      for (int kd = 0; kd < kDk; ++kd)
+        ldmatrix_x4(qf[kd], sQ + (wr0 + (lane & 15)) * kStride + kd * 16 + (lane >> 4) * 8);
+      __syncthreads();  // sQ is V[1]: read before tile 1 overwrites it
+    }
+    if (j + 1 < n_tiles) {  // prefetch tile j+1 while computing tile j
+      const int64_t k0 = static_cast<int64_t>(j + 1) * kBc;
+      const int valid = static_cast<int>(min64(kBc, kv_end - k0));
+      load_tile<HD, kBc>(sK + (buf ^ 1) * kBc * kStride, kg + k0 * ldkv, ldkv, valid, kg, tid);
+      load_tile<HD, kBc>(sV + (buf ^ 1) * kBc * kStride, vg + k0 * ldkv, ldkv, valid, vg, tid);
+      cp_async_commit();
+    }
+
+    // S = Q K^T for this warp's 16 rows x 64 keys.
+    float sc[kNt][4];
+#pragma unroll
+    for (int n = 0; n < kNt; ++n) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+    const T* sKb = sK + buf * kBc * kStride;
+#pragma unroll
+    for (int kd = 0; kd < kDk; ++kd) {
+#pragma unroll
+      for (int np = 0; np < kBc / 16; ++np) {
+        uint32_t b[4];
+        ldmatrix_x4(b, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * kStride + kd * 16 +
+                           ((lane >> 3) & 1) * 8);
+        mma16816<T>(sc[2 * np], qf[kd], b[0], b[1]);
+        mma16816<T>(sc[2 * np + 1], qf[kd], b[2], b[3]);
+      }
+    }
+
+    // Causal mask, only on tiles reaching past this warp's first query position.
+    const int64_t kbase = static_cast<int64_t>(j) * kBc;
+    if (kbase + kBc - 1 > qpos_lo) {
+#pragma unroll
+      for (int n = 0; n < kNt; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t key = kbase + n * 8 + (lane & 3) * 2 + (e & 1);
+          const int64_t qpos = qpos_lo + (lane >> 2) + (e >> 1) * 8;
+          if (key > qpos) sc[n][e] = -INFINITY;
+        }
+    }
+
+    // Online softmax (log2 domain). Every row sees key 0 in tile 0, so m_run is finite from then
+    // on.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kNt; ++n) mx = fmaxf(mx, fmaxf(sc[n][2 * r], sc[n][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m_run[r], mx * scale_log2);
+      const float alpha = fast_exp2(m_run[r] - m_new);
+      float sum = 0.0f;
+#pragma unroll
+      for (int n = 0; n < kNt; ++n) {
+        sc[n][2 * r] = fast_exp2(fmaf(sc[n][2 * r], scale_log2, -m_new));
+        sc[n][2 * r + 1] = fast_exp2(fmaf(sc[n][2 * r + 1], scale_log2, -m_new));
+        sum += sc[n][2 * r] + sc[n][2 * r + 1];
+      }
+      l_run[r] = l_run[r] * alpha + sum;
+      m_run[r] = m_new;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d) {
+        o[d][2 * r] *= alpha;
+        o[d][2 * r + 1] *= alpha;
+      }
+    }
+
+    // O += P V: the S accumulators of two n-tiles are exactly the A fragment of a 16-key step.
+    const T* sVb = sV + buf * kBc * kStride;
+#pragma unroll
+    for (int kc = 0; kc < kBc / 16; ++kc) {
+      const uint32_t a[4] = {pack2<T>(sc[2 * kc][0], sc[2 * kc][1]),
+                             pack2<T>(sc[2 * kc][2], sc[2 * kc][3]),
+                             pack2<T>(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
+                             pack2<T>(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; ++dp) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, sVb + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kStride +
+                                 dp * 16 + (lane >> 4) * 8);
+        mma16816<T>(o[2 * dp], a, b[0], b[1]);
+        mma16816<T>(o[2 * dp + 1], a, b[2], b[3]);
+      }
+    }
+  }
+
+  // O / l, rounded once to T; padding rows (i >= L) are not stored.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = 1.0f / l;
+    const int row = wr0 + (lane >> 2) + r * 8;
+    if (row >= q_rows) continue;
+    T* orow = out + (s * L + i0 + row) * ldo + static_cast<int64_t>(h) * HD + (lane & 3) * 2;
+#pragma unroll
+    for (int d = 0; d < HD / 8; ++d)
+      *reinterpret_cast<uint32_t*>(orow + d * 8) =
+          pack2<T>(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
+  }
+}
+
+template <class T, int HD>
+Status launch_hd(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
+                 int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
+                 void* out, int64_t ldo, cudaStream_t stream) {
+  constexpr size_t smem = Smem<HD>::kBytes;
+  auto kernel = prefill_kernel<T, HD>;
+  SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(smem)));
+  const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>((L + kBr - 1) / kBr),
+                  static_cast<unsigned>(S));
+  const float scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)) * M_LOG2E);
+  kernel<<<grid, kThreads, smem, stream>>>(
+      static_cast<const T*>(q), ldq, static_cast<const T*>(k_cache), static_cast<const T*>(v_cache),
+      max_ctx, static_cast<int>(L), pos0, static_cast<int>(H / KV), static_cast<int>(KV),
+      static_cast<T*>(out), ldo, scale_log2);
+  SS_CUDA_TRY(cudaGetLastError());
+  return Status::Ok();
+}
+
+template <class T>
+Status launch_t(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
+                int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
+                int64_t hd, void* out, int64_t ldo, cudaStream_t stream) {
+  switch (hd) {
+    case 16:
+      return launch_hd<T, 16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+                              stream);
+    case 32:
+      return launch_hd<T, 32>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+                              stream);
+    case 64:
+      return launch_hd<T, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+                              stream);
+    default:
+      return launch_hd<T, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+                               stream);
+  }
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+}  // namespace
+
+Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
+                                const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
+                                int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
+                                int64_t ldo, cudaStream_t stream) {
+  const std::string what = "attention_prefill: ";
+  if (t != DType::kBF16 && t != DType::kF16)
+    return unsupported(what + "dtype " + dtype_name(t) + " not supported (expected BF16 or F16)");
+  if (hd != 16 && hd != 32 && hd != 64 && hd != 128)
+    return unsupported(what + "head dim " + std::to_string(hd) + " not supported (16/32/64/128)");
+  if (H <= 0 || KV <= 0 || H % KV != 0 || H > 65535)
+    return invalid_argument(what + "heads H=" + std::to_string(H) + " KV=" + std::to_string(KV) +
+                            " (expected 0 < KV, H % KV == 0, H <= 65535)");
+  if (S < 0 || L < 0 || pos0 < 0 || S > 65535 || L > (int64_t{1} << 30) || pos0 + L > max_ctx ||
+      ldq < H * hd || ldo < H * hd)
+    return invalid_argument(what + "bad sizes S=" + std::to_string(S) + " L=" + std::to_string(L) +
+                            " pos0=" + std::to_string(pos0) +
+                            " max_ctx=" + std::to_string(max_ctx) + " ldq=" + std::to_string(ldq) +
+                            " ldo=" + std::to_string(ldo) +
+                            " (expected pos0 + L <= max_ctx, ld >= H*hd, S <= 65535)");
+  if (ldq % 8 != 0 || ldo % 8 != 0 || !aligned16(q) || !aligned16(k_cache) || !aligned16(v_cache) ||
+      !aligned16(out))
+    return invalid_argument(what +
+                            "q/k/v/out must be 16-byte aligned with ldq, ldo multiples of 8");
+  if (S == 0 || L == 0) return Status::Ok();
+  if (t == DType::kBF16)
+    return launch_t<__nv_bfloat16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out,
+                                   ldo, stream);
+  return launch_t<__half>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out, ldo,
+                          stream);
+}
+
+}  // namespace slidesparse::cuda::kernels
