@@ -121,7 +121,7 @@ fi
 # refreshed, so $OUT always holds <= 6 files (summary.txt, e2e.json, e2e.csv, e2e.svg,
 # e2e_tables.txt, e2e_work.tar.gz) and a run cut off by the device tool's limit keeps what it did.
 # Time: each part = model loads + measurement. Measured on an H200 (main a6cf09a): a synthetic
-# Qwen2.5-7B load took 55-62 s (int8 8.9 GB / bf16 15.4 GB weights; the engine draws weights on
+# Qwen2.5-7B load took 55-62 s before synthetic models repeated one drawn layer (int8 8.9 GB / bf16 15.4 GB weights; the engine drew weights on
 # the host), prefill M=65536 took 1.0 s (int8) / 1.4 s (bf16) per step, decode 3.6-4.2 ms per step
 # at B = 1..64. Per part, with L = one 7B load:
 #   memcheck  compute-sanitizer memcheck of bench e2e on tiny-qwen2 (dense + 6:8, int8 + bf16,

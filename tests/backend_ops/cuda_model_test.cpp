@@ -410,12 +410,13 @@ TEST(CudaModel, SyntheticModelsRunAndAreDeterministic) {
   CudaModelOptions o;
   o.max_batch = 2;
   o.max_ctx = 16;
-  for (const char* pattern : {"dense", "6:8", "2:4"}) {
+  for (const char* pattern : {"dense", "6:8", "2:4", "8:10"}) {
     SyntheticModelSpec spec;
     spec.arch = "tiny-qwen2";
     spec.pattern = pattern;
     spec.quant = QuantMode::kInt8;
     spec.seed = 5;
+    spec.repeat_layers = pattern[0] != '8';  // both ways of drawing the layers
     auto a = CudaModel::synthetic(spec, o);
     auto b = CudaModel::synthetic(spec, o);
     ASSERT_TRUE(a.ok() && b.ok()) << (a.ok() ? b.status() : a.status()).to_string();

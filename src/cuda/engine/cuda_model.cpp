@@ -980,10 +980,20 @@ Expected<std::unique_ptr<CudaModel>> synthetic_cuda_model(const SyntheticModelSp
     }
     return fw;
   };
-  // Pipelined: the host draws fused layer i + 1 (all cores) while layer i is built on the GPU.
   const int64_t total = 4 * c.num_layers;
-  std::future<FusedWeight> ahead = std::async(std::launch::async, draw, 0);
-  for (int64_t i = 0; i < total; ++i) {
+  if (spec.repeat_layers) {  // layer 0's four fused weights, a copy for every layer
+    std::vector<FusedWeight> first;
+    for (int64_t f = 0; f < 4; ++f) first.push_back(draw(f));
+    for (int64_t i = 0; i < total; ++i) {
+      FusedWeight fw = first[static_cast<size_t>(i % 4)];
+      SS_RETURN_IF_ERROR(
+          m->set_linear(i / 4, static_cast<int>(i % 4), std::move(fw), opt.mode, spec.quant));
+    }
+  }
+  // Pipelined: the host draws fused layer i + 1 (all cores) while layer i is built on the GPU.
+  std::future<FusedWeight> ahead;
+  if (!spec.repeat_layers) ahead = std::async(std::launch::async, draw, 0);
+  for (int64_t i = 0; i < total && !spec.repeat_layers; ++i) {
     FusedWeight fw = ahead.get();
     if (i + 1 < total) ahead = std::async(std::launch::async, draw, i + 1);
     Status st = m->set_linear(i / 4, static_cast<int>(i % 4), std::move(fw), opt.mode, spec.quant);
