@@ -644,17 +644,20 @@ Status run_tune(const TuneOptions& o) {
               timer.median_us([&] { return l.run_gemm_config(M, nullptr, nullptr); }, o.reps));
           TuneEntry best = l.config(M, -1, 1);
           best.us = heur;
+          // CUTLASS layers (SLIDESPARSE_{SPARSE,DENSE}_BACKEND=cutlass): their compiled
+          // configurations, no split-k, no library search.
+          const bool cut = best.backend == "cutlass";
           std::string how = "heuristic";
           std::vector<TuneEntry> cands;
           SS_ASSIGN_OR_RETURN(int n, l.gemm_configs(M));
           for (int i = 0; i < n; ++i) {
-            if (sparse) {
+            if (sparse && !cut) {
               for (int k : o.split_k) cands.push_back(l.config(M, i, k));
             } else {
               cands.push_back(l.config(M, i, 1));
             }
           }
-          if (sparse) {
+          if (sparse && !cut) {
             auto s = l.search_gemm(M, nullptr);
             if (s.ok()) cands.push_back(*s);
           }
@@ -666,7 +669,8 @@ Status run_tune(const TuneOptions& o) {
             if (*t < best.us) {
               best = c;
               best.us = *t;
-              how = sparse
+              how = cut ? "config" + std::to_string(c.algo_index)
+                    : sparse
                         ? "alg" + std::to_string(c.alg_id) + "/splitk" + std::to_string(c.split_k)
                         : "candidate" + std::to_string(c.algo_index);
             }
@@ -681,7 +685,7 @@ Status run_tune(const TuneOptions& o) {
           std::printf(
               "tune %-10s %-5s %-5s %-12s %-8s M=%-6lld best %-16s %9.1f us (layer %.1f us, "
               "heuristic %.1f, %d configs)\n",
-              sparse ? "cusparselt" : "cublaslt", pr.name.c_str(), pat.c_str(), sh.model.c_str(),
+              best.backend.c_str(), pr.name.c_str(), pat.c_str(), sh.model.c_str(),
               sh.layer.c_str(), static_cast<long long>(M), how.c_str(), best.us, best.layer_us,
               heur, tried);
           std::fflush(stdout);
