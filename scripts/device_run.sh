@@ -79,7 +79,7 @@ else
 fi
 
 # ---- tests ----------------------------------------------------------------------------------------
-if [ "$MODE" != bench ]; then
+if [ "$MODE" != bench ] && [ "${SS_SKIP_TESTS:-0}" != 1 ]; then
   if [ -f "$B/CTestTestfile.cmake" ]; then
     (cd "$B" && ctest -L gpu --output-on-failure --timeout 300) >"$LOGDIR/ctest_gpu.log" 2>&1
     rc=$?
@@ -190,16 +190,16 @@ if [ "$MODE" = e2e ]; then
   fi
   if has prefill; then
     part "bench e2e $ARCH prefill ($QUANTS x $PATS)" e2e_prefill_w8.log "$CLI" bench e2e --arch "$ARCH" \
-      --mode prefill --pattern "$PATS" --quant "$QUANTS" --M "$EM" --reps "$REPS" --out "$E/prefill_w8"
+      --mode prefill --pattern "$PATS" --quant "$QUANTS" --M "$EM" --reps "$REPS" --out "$E/prefill_w8" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     part "bench e2e $ARCH prefill (bf16 ${E2E_BF16_PATTERNS:-dense})" e2e_prefill_bf16.log "$CLI" bench e2e \
       --arch "$ARCH" --mode prefill --pattern "${E2E_BF16_PATTERNS:-dense}" --quant none --M "$EM" \
-      --reps "$REPS" --out "$E/prefill_bf16"
+      --reps "$REPS" --out "$E/prefill_bf16" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
   fi
   if has decode; then
     part "bench e2e $ARCH decode (${E2E_DECODE_QUANTS:-int8} x ${E2E_DECODE_PATTERNS:-$PATS})" \
       e2e_decode_w8.log "$CLI" bench e2e --arch "$ARCH" --mode decode \
       --pattern "${E2E_DECODE_PATTERNS:-$PATS}" --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" \
-      --reps "$REPS" --out "$E/decode_w8"
+      --reps "$REPS" --out "$E/decode_w8" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     # e.g. E2E_DECODE_AUTO=6:8 E2E_TUNING=tuning.json: the `auto >= 0.98x dense` target (auto picks
     # sparse only where tuning data says it wins: without E2E_TUNING it runs dense throughout)
     if [ -n "${E2E_DECODE_AUTO:-}" ]; then
@@ -209,21 +209,21 @@ if [ "$MODE" = e2e ]; then
         ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     fi
     part "bench e2e $ARCH decode (bf16 dense)" e2e_decode_bf16.log "$CLI" bench e2e --arch "$ARCH" \
-      --mode decode --pattern dense --quant none --batch "$EB" --reps "$REPS" --out "$E/decode_bf16"
+      --mode decode --pattern dense --quant none --batch "$EB" --reps "$REPS" --out "$E/decode_bf16" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
   fi
   if has profile; then
     part "bench e2e $ARCH --profile M=16384 (int8 dense,6:8)" e2e_profile_w8.log "$CLI" bench e2e \
       --arch "$ARCH" --mode prefill --pattern dense,6:8 --quant int8 --M 16384 --reps 2 --profile \
-      --out "$E/profile_w8"
+      --out "$E/profile_w8" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     part "bench e2e $ARCH --profile M=16384 (bf16 dense)" e2e_profile_bf16.log "$CLI" bench e2e \
       --arch "$ARCH" --mode prefill --pattern dense --quant none --M 16384 --reps 2 --profile \
-      --out "$E/profile_bf16"
+      --out "$E/profile_bf16" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
   fi
   if has others; then
     for m in $(echo "${E2E_OTHER_MODELS:-llama3.2-1b,llama3.2-3b,qwen2.5-14b}" | tr ',' ' '); do
       part "bench e2e $m prefill M=16384" "e2e_$m.log" "$CLI" bench e2e --arch "$m" --mode prefill \
         --pattern "${E2E_OTHER_PATTERNS:-dense,6:8}" --quant "${E2E_OTHER_QUANTS:-int8}" --M 16384 \
-        --reps "$REPS" --out "$E/other_$m"
+        --reps "$REPS" --out "$E/other_$m" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     done
   fi
   if has hf; then
