@@ -63,6 +63,7 @@ if [ -n "${SS_PREBUILT:-}" ] && [ -x "$SS_PREBUILT/slidesparse" ]; then
   cp "$SS_PREBUILT"/* "$B/bin/" 2>/dev/null
   # scripts/carry_bins.sh layout: .carry_<name>/bin + .carry_<name>/lib (OpenBLAS, gfortran)
   [ -d "$SS_PREBUILT/../lib" ] && export LD_LIBRARY_PATH=$(cd "$SS_PREBUILT/../lib" && pwd):$LD_LIBRARY_PATH
+  export SS_CLI_OVERRIDE=$B/bin/slidesparse  # tests that run the CLI: not their build tree's path
 elif [ ! -f "$B/CMakeCache.txt" ]; then
   cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${SS_ARCH:-90a-real}" \
     -DCUSPARSELT_ROOT="$CUSPARSELT_ROOT" "${PREFIX[@]}" >"$LOGDIR/cmake.log" 2>&1

@@ -107,6 +107,11 @@ const TuneEntry* TuningTable::find_nearest(const std::string& backend, const std
   return best;
 }
 
+// Sparse must beat dense by 5 % in the tuning data: on the H100, smaller measured gains of the
+// tuner's short runs did not survive into the engine's decode steps (int8 6:8 auto at 0.96-0.97x
+// dense with a 2 % margin, bench/results/h100/e2e README).
+constexpr double kAutoSparseMargin = 0.95;
+
 bool TuningTable::prefer_sparse(const std::string& precision, const std::string& pattern, int64_t N,
                                 int64_t K, int64_t M) const {
   const TuneEntry* s = find_nearest("cusparselt", precision, pattern, N, K, M);
@@ -118,7 +123,7 @@ bool TuningTable::prefer_sparse(const std::string& precision, const std::string&
     if (e->M_bucket > 2 * b || 2 * e->M_bucket < b) return false;
   const bool layer = s->layer_us > 0 && d->layer_us > 0;
   const double ts = layer ? s->layer_us : s->us, td = layer ? d->layer_us : d->us;
-  return ts > 0 && td > 0 && ts < 0.98 * td;
+  return ts > 0 && td > 0 && ts < kAutoSparseMargin * td;
 }
 
 Expected<TuningTable> TuningTable::load(const std::string& path) {

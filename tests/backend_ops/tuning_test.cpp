@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -52,10 +53,10 @@ TEST(TuningTable, BucketsAndNearest) {
 
 TEST(TuningTable, AutoRule) {
   TuningTable t;
-  // bucket 4096: sparse layer 0.9 of dense -> sparse; bucket 256: 0.99 -> dense (0.98 margin).
+  // bucket 4096: sparse layer 0.9 of dense -> sparse; bucket 256: 0.96 -> dense (0.95 margin).
   t.put(entry("cusparselt", "6:8", 4096, 50, 90));
   t.put(entry("cublaslt", "dense", 4096, 40, 100));
-  t.put(entry("cusparselt", "6:8", 256, 10, 9.9));
+  t.put(entry("cusparselt", "6:8", 256, 10, 9.6));
   t.put(entry("cublaslt", "dense", 256, 11, 10));
   EXPECT_TRUE(t.prefer_sparse("int8", "6:8", 4608, 3584, 4096));
   EXPECT_TRUE(t.prefer_sparse("int8", "6:8", 4608, 3584, 8192));    // nearest within 2x
@@ -108,7 +109,9 @@ TEST(TuningTable, JsonRoundTripAndErrors) {
 
 // Runs the CLI; returns the exit code and the combined output.
 int run_cli(const std::string& args, std::string* out) {
-  std::string cmd = std::string(SS_CLI) + " " + args + " 2>&1";
+  // SS_CLI_OVERRIDE: the CLI when the test binary runs away from its build tree (device runs).
+  const char* cli = std::getenv("SS_CLI_OVERRIDE");
+  std::string cmd = std::string(cli ? cli : SS_CLI) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
   std::array<char, 512> buf{};
