@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 
+#include "cuda/cusparselt_dl.h"
 #include "cuda/gemm.h"
 
 namespace slidesparse::cuda {
@@ -57,6 +58,7 @@ class LtHandle {
     static std::weak_ptr<LtHandle> cached;
     std::lock_guard<std::mutex> lock(mu);
     if (auto p = cached.lock()) return p;
+    SS_RETURN_IF_ERROR(cusparselt_load());
     auto p = std::make_shared<LtHandle>();
     cusparseStatus_t s = cusparseLtInit(&p->h);
     if (s != CUSPARSE_STATUS_SUCCESS) {
