@@ -50,6 +50,18 @@ const Lib& lib() {
   return l;
 }
 
+// Every entry point defined below: all must resolve for the library to count as loaded.
+constexpr const char* kForwarded[] = {
+    "cusparseLtDenseDescriptorInit",    "cusparseLtDestroy",
+    "cusparseLtGetErrorName",           "cusparseLtInit",
+    "cusparseLtMatDescriptorDestroy",   "cusparseLtMatmul",
+    "cusparseLtMatmulAlgGetAttribute",  "cusparseLtMatmulAlgSelectionDestroy",
+    "cusparseLtMatmulAlgSelectionInit", "cusparseLtMatmulAlgSetAttribute",
+    "cusparseLtMatmulDescriptorInit",   "cusparseLtMatmulGetWorkspace",
+    "cusparseLtMatmulPlanDestroy",      "cusparseLtMatmulPlanInit",
+    "cusparseLtMatmulSearch",           "cusparseLtSpMMACompress2",
+    "cusparseLtSpMMACompressedSize2",   "cusparseLtStructuredDescriptorInit"};
+
 template <class F>
 F sym(const char* name) {
   const Lib& l = lib();
@@ -61,8 +73,10 @@ F sym(const char* name) {
 Status cusparselt_load() {
   const Lib& l = lib();
   if (!l.handle) return {StatusCode::kUnsupported, l.error};
-  if (!sym<void*>("cusparseLtInit"))
-    return {StatusCode::kUnsupported, "cuSPARSELt library has no cusparseLtInit symbol"};
+  for (const char* name : kForwarded)
+    if (!sym<void*>(name))
+      return {StatusCode::kUnsupported,
+              std::string("cuSPARSELt library has no symbol ") + name + " (an older version?)"};
   return Status::Ok();
 }
 
