@@ -14,14 +14,15 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "e2e/cli_test_util.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-  int rc = -1;
-  std::string out, err;
-};
+using slidesparse::test::CliRun;
+using slidesparse::test::read_all;
+using slidesparse::test::run_cli;
 
 std::string dir() {
   static std::string d = [] {
@@ -32,20 +33,8 @@ std::string dir() {
   return d;
 }
 
-std::string read_all(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 CliRun cli(const std::string& args) {
-  const std::string o = dir() + "/out.txt", e = dir() + "/err.txt";
-  const std::string cmd = std::string(SS_CLI) + " " + args + " >" + o + " 2>" + e;
-  CliRun r;
-  const int st = std::system(cmd.c_str());
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = read_all(o);
-  r.err = read_all(e);
-  return r;
+  return run_cli(dir(), args);
 }
 
 void expect_one_error_line(const CliRun& r, const std::string& needle, int rc = -2) {

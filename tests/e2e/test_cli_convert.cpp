@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+
+#include "e2e/cli_test_util.h"
 #include <vector>
 
 #include "slidesparse/model_config.h"
@@ -22,20 +24,9 @@ using json = nlohmann::json;
 
 namespace {
 
-struct CliRun {
-  int rc = -1;
-  std::string out, err;
-};
-
-std::string read_all(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_all(const std::string& p, const std::string& s) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(s.data(), static_cast<std::streamsize>(s.size()));
-}
+using slidesparse::test::CliRun;
+using slidesparse::test::read_all;
+using slidesparse::test::write_all;
 
 // One directory per process: ctest runs each test case as its own process, in parallel.
 std::string root() {

@@ -12,14 +12,16 @@
 #include <fstream>
 #include <string>
 
+#include "e2e/cli_test_util.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-  int rc = -1;
-  std::string out, err;
-};
+using slidesparse::test::CliRun;
+using slidesparse::test::read_all;
+using slidesparse::test::run_cli;
+using slidesparse::test::write_all;
 
 std::string dir() {
   static std::string d = [] {
@@ -30,24 +32,8 @@ std::string dir() {
   return d;
 }
 
-std::string read_all(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_all(const std::string& p, const std::string& s) {
-  std::ofstream(p, std::ios::binary).write(s.data(), static_cast<std::streamsize>(s.size()));
-}
-
 CliRun cli(const std::string& args) {
-  const std::string o = dir() + "/out.txt", e = dir() + "/err.txt";
-  const std::string cmd = std::string(SS_CLI) + " " + args + " >" + o + " 2>" + e;
-  CliRun r;
-  const int st = std::system(cmd.c_str());
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = read_all(o);
-  r.err = read_all(e);
-  return r;
+  return run_cli(dir(), args);
 }
 
 std::string model() {
