@@ -466,30 +466,38 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
         };
         double dg = 0, dl = 0, dp = 0, df = 0;
         SS_RETURN_IF_ERROR(measure(*dense, &dg, &dl, &dp, &df));
-        records.push_back(
-            {{"backend", "cublaslt"},
-             {"dtype", pr.name},
-             {"pattern", "dense"},
-             {"model", sh.model},
-             {"layer", sh.layer},
-             {"M", M},
-             {"N", sh.N},
-             {"K", sh.K},
-             {"K_lifted", sh.K},
-             {"gemm_us", dg},
-             {"layer_us", dl},
-             {"tflops", tflops(M, sh.N, sh.K, dg)},
-             {"prologue_us", dp},
-             {"fused_us", opt(df)},
-             {"speedup_gemm", 1.0},
-             {"speedup_layer", 1.0},
-             {"speedup_fused", df > 0 ? nlohmann::json(1.0) : nlohmann::json(nullptr)},
-             {"dense_best_candidate_us", best},
-             {"alg", "cublaslt#" + std::to_string(best_i)},
-             {"validated", "reference"},
-             {"gemm_sm_mhz", gs.sm_mhz_median},
-             {"gemm_power_w", gs.power_w_mean},
-             {"gemm_power_capped", gs.power_capped_frac}});
+        // One record: speedups against the dense cuBLASLt layer measured above (dg, dl, df); the
+        // clocks/power of the last GEMM-only measurement.
+        auto record = [&](const std::string& backend, const std::string& pattern, int64_t k_lifted,
+                          double g, double l, double p, double f, nlohmann::json best_cand,
+                          const std::string& alg, const std::string& valid) {
+          return nlohmann::json{
+              {"backend", backend},
+              {"dtype", pr.name},
+              {"pattern", pattern},
+              {"model", sh.model},
+              {"layer", sh.layer},
+              {"M", M},
+              {"N", sh.N},
+              {"K", sh.K},
+              {"K_lifted", k_lifted},
+              {"gemm_us", g},
+              {"layer_us", l},
+              {"tflops", tflops(M, sh.N, sh.K, g)},
+              {"prologue_us", p},
+              {"fused_us", opt(f)},
+              {"speedup_gemm", dg / g},
+              {"speedup_layer", dl / l},
+              {"speedup_fused", df > 0 && f > 0 ? nlohmann::json(df / f) : nlohmann::json(nullptr)},
+              {"dense_best_candidate_us", best_cand},
+              {"alg", alg},
+              {"validated", valid},
+              {"gemm_sm_mhz", gs.sm_mhz_median},
+              {"gemm_power_w", gs.power_w_mean},
+              {"gemm_power_capped", gs.power_capped_frac}};
+        };
+        records.push_back(record("cublaslt", "dense", sh.K, dg, dl, dp, df, best,
+                                 "cublaslt#" + std::to_string(best_i), "reference"));
         std::printf(
             "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  best-cand %.1f fused "
             "%.1f us  %.0f MHz %.0f W\n",
@@ -501,30 +509,8 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
           double g = 0, l = 0, p = 0, f = 0;
           SS_ASSIGN_OR_RETURN(std::string calg, tune_cutlass(*cdense));
           SS_RETURN_IF_ERROR(measure(*cdense, &g, &l, &p, &f));
-          records.push_back({{"backend", "cutlass"},
-                             {"dtype", pr.name},
-                             {"pattern", "dense"},
-                             {"model", sh.model},
-                             {"layer", sh.layer},
-                             {"M", M},
-                             {"N", sh.N},
-                             {"K", sh.K},
-                             {"K_lifted", sh.K},
-                             {"gemm_us", g},
-                             {"layer_us", l},
-                             {"tflops", tflops(M, sh.N, sh.K, g)},
-                             {"prologue_us", p},
-                             {"fused_us", opt(f)},
-                             {"speedup_gemm", dg / g},
-                             {"speedup_layer", dl / l},
-                             {"speedup_fused",
-                              df > 0 && f > 0 ? nlohmann::json(df / f) : nlohmann::json(nullptr)},
-                             {"dense_best_candidate_us", nullptr},
-                             {"alg", calg},
-                             {"validated", cdense_valid},
-                             {"gemm_sm_mhz", gs.sm_mhz_median},
-                             {"gemm_power_w", gs.power_w_mean},
-                             {"gemm_power_capped", gs.power_capped_frac}});
+          records.push_back(
+              record("cutlass", "dense", sh.K, g, l, p, f, nullptr, calg, cdense_valid));
           std::printf(
               "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s fused %.1f us "
               "(%.3fx)  %.0f MHz %.0f W\n",
@@ -545,30 +531,8 @@ Status run_kernel_bench(const KernelBenchOptions& o) {
                     tuning.find_nearest("cusparselt", pr.name, c.p.str(), sh.N, sh.K, M)) {
               alg = "alg" + std::to_string(e->alg_id) + "/splitk" + std::to_string(e->split_k);
             }
-          nlohmann::json r = {{"backend", c.backend},
-                              {"dtype", pr.name},
-                              {"pattern", c.p.str()},
-                              {"model", sh.model},
-                              {"layer", sh.layer},
-                              {"M", M},
-                              {"N", sh.N},
-                              {"K", sh.K},
-                              {"K_lifted", c.Kl},
-                              {"gemm_us", gem},
-                              {"layer_us", lay},
-                              {"tflops", tflops(M, sh.N, sh.K, gem)},
-                              {"prologue_us", pro},
-                              {"fused_us", opt(fus)},
-                              {"speedup_gemm", dg / gem},
-                              {"speedup_layer", dl / lay},
-                              {"speedup_fused", df > 0 && fus > 0 ? nlohmann::json(df / fus)
-                                                                  : nlohmann::json(nullptr)},
-                              {"dense_best_candidate_us", nullptr},
-                              {"alg", alg},
-                              {"validated", c.valid},
-                              {"gemm_sm_mhz", gs.sm_mhz_median},
-                              {"gemm_power_w", gs.power_w_mean},
-                              {"gemm_power_capped", gs.power_capped_frac}};
+          nlohmann::json r =
+              record(c.backend, c.p.str(), c.Kl, gem, lay, pro, fus, nullptr, alg, c.valid);
           records.push_back(r);
           std::printf(
               "%-10s %-5s %-5s %-12s %-8s %6lld %9.1f %9.1f %8.1f %7.3f %7.3f  %s fused %.1f us "
