@@ -22,6 +22,24 @@
 
 namespace slidesparse::cuda {
 
+// The CUDA library data type of a GEMM operand (cuBLASLt and cuSPARSELt share it); F32 otherwise.
+inline cudaDataType cuda_data_type(DType t) {
+  switch (t) {
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kI8:
+      return CUDA_R_8I;
+    case DType::kF8E4M3:
+      return CUDA_R_8F_E4M3;
+    case DType::kI32:
+      return CUDA_R_32I;
+    default:
+      return CUDA_R_32F;
+  }
+}
+
 // Output (accumulator) dtype of a GEMM over `in`.
 DType gemm_out_dtype(DType in);
 // Alignment in elements that both libraries want for K, N and M of 8/16-bit operands.

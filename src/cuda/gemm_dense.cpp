@@ -19,23 +19,6 @@ Status cublas_status(cublasStatus_t s, const char* call, const char* file, int l
     if (ss_s_ != CUBLAS_STATUS_SUCCESS) return cublas_status(ss_s_, #call, __FILE__, __LINE__); \
   } while (0)
 
-cudaDataType cuda_type(DType t) {
-  switch (t) {
-    case DType::kBF16:
-      return CUDA_R_16BF;
-    case DType::kF16:
-      return CUDA_R_16F;
-    case DType::kI8:
-      return CUDA_R_8I;
-    case DType::kF8E4M3:
-      return CUDA_R_8F_E4M3;
-    case DType::kI32:
-      return CUDA_R_32I;
-    default:
-      return CUDA_R_32F;
-  }
-}
-
 constexpr size_t kWorkspace = 64u << 20;
 constexpr int kMaxCandidates = 16;
 
@@ -110,9 +93,9 @@ Expected<GemmDense::Plan*> GemmDense::plan(int64_t M, int64_t N, int64_t K, int6
   SS_CUBLAS_TRY(
       cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   // A = W stored column-major K x N (ld K), op T; B = X column-major K x M; D column-major N x M.
-  SS_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->a, cuda_type(in_), K, N, K));
-  SS_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->b, cuda_type(in_), K, M, K));
-  SS_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->d, cuda_type(out), N, M, ldd));
+  SS_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->a, cuda_data_type(in_), K, N, K));
+  SS_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->b, cuda_data_type(in_), K, M, K));
+  SS_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->d, cuda_data_type(out), N, M, ldd));
   cublasLtMatmulPreference_t pref = nullptr;
   SS_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&pref));
   size_t ws = kWorkspace;

@@ -22,23 +22,6 @@ Status lt_status(cusparseStatus_t s, const char* call, const char* file, int lin
     if (ss_s_ != CUSPARSE_STATUS_SUCCESS) return lt_status(ss_s_, #call, __FILE__, __LINE__); \
   } while (0)
 
-cudaDataType lt_type(DType t) {
-  switch (t) {
-    case DType::kBF16:
-      return CUDA_R_16BF;
-    case DType::kF16:
-      return CUDA_R_16F;
-    case DType::kI8:
-      return CUDA_R_8I;
-    case DType::kF8E4M3:
-      return CUDA_R_8F_E4M3;
-    case DType::kI32:
-      return CUDA_R_32I;
-    default:
-      return CUDA_R_32F;
-  }
-}
-
 }  // namespace
 
 std::string SparseAlgo::str() const {
@@ -107,7 +90,7 @@ Expected<std::unique_ptr<GemmSparse24>> GemmSparse24::create(DType in, int64_t N
   const cusparseLtHandle_t* h = &g->lt_->h;
   auto a = std::make_unique<cusparseLtMatDescriptor_t>();
   SS_CUSPARSELT_TRY(cusparseLtStructuredDescriptorInit(h, a.get(), K_pad, N_pad, K_pad, 16,
-                                                       lt_type(in), CUSPARSE_ORDER_COL,
+                                                       cuda_data_type(in), CUSPARSE_ORDER_COL,
                                                        CUSPARSELT_SPARSITY_50_PERCENT));
   g->matA_ = std::move(a);
   size_t csize = 0, cbuf = 0;
@@ -149,11 +132,11 @@ Expected<GemmSparse24::Plan*> GemmSparse24::plan(int64_t M_pad, const SparseAlgo
   auto p = std::make_unique<Plan>();
   p->h = h;
   const DType out = gemm_out_dtype(in_);
-  SS_CUSPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->b, K_pad_, M_pad, K_pad_, 16, lt_type(in_),
-                                                  CUSPARSE_ORDER_COL));
+  SS_CUSPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->b, K_pad_, M_pad, K_pad_, 16,
+                                                  cuda_data_type(in_), CUSPARSE_ORDER_COL));
   p->has_b = true;
-  SS_CUSPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->d, N_pad_, M_pad, N_pad_, 16, lt_type(out),
-                                                  CUSPARSE_ORDER_COL));
+  SS_CUSPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->d, N_pad_, M_pad, N_pad_, 16,
+                                                  cuda_data_type(out), CUSPARSE_ORDER_COL));
   p->has_d = true;
   cusparseComputeType ct = in_ == DType::kI8 ? CUSPARSE_COMPUTE_32I : CUSPARSE_COMPUTE_32F;
   SS_CUSPARSELT_TRY(cusparseLtMatmulDescriptorInit(h, &p->mm, CUSPARSE_OPERATION_TRANSPOSE,
