@@ -30,6 +30,7 @@
 #include "slidesparse/quant.h"
 #include "slidesparse/synth.h"
 #ifdef SLIDESPARSE_WITH_CUDA
+#include "cuda/gpu_monitor.h"
 #include "slidesparse/cuda_model.h"
 #endif
 
@@ -45,7 +46,7 @@ struct E2eArgs {
   std::string Ms = "512,1024,2048,4096,8192,16384,32768,65536";
   std::string batches = "1,2,4,8,16,32,64,128,256,512";
   int64_t prompt_len = 1024, decode_prompt = 16, gen_len = 128;
-  int reps = 5, warmup = 1;
+  int reps = 5, warmup = 1, rounds = 1;
   uint64_t seed = 0;
   bool profile = false;
 };
@@ -97,8 +98,11 @@ Expected<E2ePlan> make_plan(const E2eArgs& a) {
     p.linear_mode = LinearMode::kSparse;
   else if (a.linear_mode == "auto")
     p.linear_mode = LinearMode::kAuto;
+  else if (a.linear_mode == "dense")
+    p.linear_mode = LinearMode::kDense;
   else
-    return invalid_argument("--linear-mode '" + a.linear_mode + "': expected sparse or auto");
+    return invalid_argument("--linear-mode '" + a.linear_mode +
+                            "': expected sparse, auto or dense");
   if (a.mode == "prefill" || a.mode == "both") p.prefill = true;
   if (a.mode == "decode" || a.mode == "both") p.decode = true;
   if (!p.prefill && !p.decode)
@@ -155,6 +159,8 @@ Expected<E2ePlan> make_plan(const E2eArgs& a) {
     return invalid_argument("--gen-len " + std::to_string(a.gen_len) + ": expected 1..65536");
   if (a.reps < 1 || a.reps > 1000)
     return invalid_argument("--reps " + std::to_string(a.reps) + ": expected 1..1000");
+  if (a.rounds < 1 || a.rounds > 20)
+    return invalid_argument("--rounds " + std::to_string(a.rounds) + ": expected 1..20");
   if (a.warmup < 0 || a.warmup > 100)
     return invalid_argument("--warmup " + std::to_string(a.warmup) + ": expected 0..100");
   if (p.prefill) {
@@ -226,17 +232,21 @@ class E2eRunner {
   Status run() {
     int runs = 0, failed = 0;
     Status first_error = Status::Ok();
-    for (const Variant& v : p_.variants) {
-      for (bool prefill : {true, false}) {
-        if (prefill ? !p_.prefill : !p_.decode) continue;
-        Status st = run_variant(v, prefill);
-        ++runs;
-        if (st.ok()) continue;
-        if (records_.empty() && failed == 0) return st;
-        std::fprintf(stderr, "# %s %s %s %s: error: %s\n", p_.model_name.c_str(),
-                     precision_of(v.quant, p_.act).c_str(), v.pattern.c_str(),
-                     prefill ? "prefill" : "decode", st.message().c_str());
-        if (failed++ == 0) first_error = st;
+    // --rounds: the whole list again, in the same order (drift between models shows up as a
+    // difference between rounds; speedups compare models of the same round).
+    for (round_ = 0; round_ < a_.rounds; ++round_) {
+      for (const Variant& v : p_.variants) {
+        for (bool prefill : {true, false}) {
+          if (prefill ? !p_.prefill : !p_.decode) continue;
+          Status st = run_variant(v, prefill);
+          ++runs;
+          if (st.ok()) continue;
+          if (records_.empty() && failed == 0) return st;
+          std::fprintf(stderr, "# %s %s %s %s: error: %s\n", p_.model_name.c_str(),
+                       precision_of(v.quant, p_.act).c_str(), v.pattern.c_str(),
+                       prefill ? "prefill" : "decode", st.message().c_str());
+          if (failed++ == 0) first_error = st;
+        }
       }
     }
     if (failed > 0)
@@ -304,6 +314,7 @@ class E2eRunner {
             {"description", m.description()},
             {"weight_gb", static_cast<double>(m.weight_bytes()) / 1e9},
             {"reps", a_.reps},
+            {"round", round_},
             {"profiled", a_.profile}};
   }
 
@@ -330,12 +341,15 @@ class E2eRunner {
         };
         for (int w = 0; w < a_.warmup; ++w) SS_RETURN_IF_ERROR(step().status());
         std::vector<double> t;
+        mon_.start();
         for (int r = 0; r < a_.reps; ++r) {
           SS_ASSIGN_OR_RETURN(double ms, step());
           t.push_back(ms);
         }
+        const cuda::GpuStats gs = mon_.stop();
         const double ttft = median(t);
         nlohmann::json rec = base_record(v, *m, mode);
+        add_clocks(gs, &rec);
         rec["M"] = M;
         rec["batch"] = S;
         rec["prompt_len"] = L;
@@ -372,13 +386,16 @@ class E2eRunner {
         };
         for (int w = 0; w < a_.warmup; ++w) SS_RETURN_IF_ERROR(generate(false).status());
         std::vector<double> tt, td;
+        mon_.start();
         for (int r = 0; r < a_.reps; ++r) {
           SS_ASSIGN_OR_RETURN(auto t, generate(false));
           tt.push_back(t.first);
           td.push_back(t.second);
         }
+        const cuda::GpuStats gs = mon_.stop();
         const double dec = median(td), tpot = dec / static_cast<double>(a_.gen_len);
         nlohmann::json rec = base_record(v, *m, mode);
+        add_clocks(gs, &rec);
         rec["M"] = B;
         rec["batch"] = B;
         rec["prompt_len"] = a_.decode_prompt;
@@ -400,7 +417,8 @@ class E2eRunner {
     for (auto& rec : recs) {
       rec["peak_mem_gb"] = peak;
       const std::string key = rec["dtype"].get<std::string>() + "|" + mode + "|" +
-                              std::to_string(rec["M"].get<int64_t>());
+                              std::to_string(rec["M"].get<int64_t>()) + "|" +
+                              std::to_string(round_);
       if (v.pattern == "dense") dense_tps_[key] = rec["tokens_per_s"].get<double>();
       auto it = dense_tps_.find(key);
       rec["speedup"] = it != dense_tps_.end()
@@ -412,6 +430,15 @@ class E2eRunner {
     return write();
   }
 
+  // SM clock and board power sampled (NVML) while the timed repeats ran; null when unavailable.
+  static void add_clocks(const cuda::GpuStats& g, nlohmann::json* rec) {
+    const bool ok = g.samples > 0;
+    (*rec)["sm_mhz"] = ok ? nlohmann::json(g.sm_mhz_median) : nlohmann::json();
+    (*rec)["sm_mhz_min"] = ok ? nlohmann::json(g.sm_mhz_min) : nlohmann::json();
+    (*rec)["power_w"] = ok ? nlohmann::json(g.power_w_mean) : nlohmann::json();
+    (*rec)["power_capped_frac"] = ok ? nlohmann::json(g.power_capped_frac) : nlohmann::json();
+  }
+
   static void print(const nlohmann::json& r) {
     auto num = [&](const char* k, const char* fmt) {
       char b[64];
@@ -421,13 +448,14 @@ class E2eRunner {
     };
     std::printf(
         "%-12s %-5s %-6s %-7s M=%-6lld B=%-4lld %12s tok/s  TTFT %10s ms  TPOT %8s ms  "
-        "peak %6s GB  speedup %6s%s\n",
+        "peak %6s GB  speedup %6s  %s MHz %s W%s\n",
         r["model"].get<std::string>().c_str(), r["dtype"].get<std::string>().c_str(),
         r["pattern"].get<std::string>().c_str(), r["mode"].get<std::string>().c_str(),
         static_cast<long long>(r["M"].get<int64_t>()),
         static_cast<long long>(r["batch"].get<int64_t>()), num("tokens_per_s", "%.1f").c_str(),
         num("ttft_ms", "%.3f").c_str(), num("tpot_ms", "%.3f").c_str(),
         num("peak_mem_gb", "%.2f").c_str(), num("speedup", "%.3f").c_str(),
+        num("sm_mhz", "%.0f").c_str(), num("power_w", "%.0f").c_str(),
         r.contains("non_gemm_frac") && !r["non_gemm_frac"].is_null()
             ? ("  non-GEMM " + num("non_gemm_frac", "%.3f")).c_str()
             : "");
@@ -444,9 +472,10 @@ class E2eRunner {
       if (!f) return io_error("cannot write '" + j + ".tmp'");
     }
     static const char* kCols[] = {
-        "model",      "dtype",         "pattern",      "mode",    "M",       "batch",
-        "prompt_len", "gen_len",       "tokens_per_s", "ttft_ms", "tpot_ms", "peak_mem_gb",
-        "speedup",    "non_gemm_frac", "linear_mode",  "reps"};
+        "model",   "dtype",       "pattern", "mode",          "M",
+        "batch",   "prompt_len",  "gen_len", "tokens_per_s",  "ttft_ms",
+        "tpot_ms", "peak_mem_gb", "speedup", "non_gemm_frac", "linear_mode",
+        "reps",    "round",       "sm_mhz",  "power_w"};
     std::string csv;
     for (const char* k : kCols) csv += std::string(csv.empty() ? "" : ",") + k;
     csv += "\n";
@@ -474,7 +503,9 @@ class E2eRunner {
   const E2eArgs& a_;
   const E2ePlan& p_;
   std::mt19937 rng_;
-  std::map<std::string, double> dense_tps_;  // "dtype|mode|M" -> tokens/s of the dense model
+  std::map<std::string, double> dense_tps_;  // "dtype|mode|M|round" -> dense model's tokens/s
+  int round_ = 0;
+  cuda::GpuMonitor mon_;
   std::vector<nlohmann::json> records_;
 };
 
@@ -496,7 +527,9 @@ CommandRegistrar reg_bench_e2e(
       sub.add_option("--quant", a->quants,
                      "comma list of int8, fp8, none (none = W16A16 in the --act dtype; default "
                      "int8,fp8,none)");
-      sub.add_option("--linear-mode", a->linear_mode, "sparse (default) or auto for n:m linears");
+      sub.add_option("--linear-mode", a->linear_mode,
+                     "n:m linears: sparse (default), auto (per M from --tuning) or dense (the "
+                     "pruned weights through the dense GEMM)");
       sub.add_option("--mode", a->mode, "prefill, decode or both (default)");
       sub.add_option("--M", a->Ms,
                      "prefill: comma list of tokens per step, 1..65536 (S = M / prompt-len "
@@ -510,6 +543,9 @@ CommandRegistrar reg_bench_e2e(
       sub.add_option("--act", a->act, "activation dtype: bf16 (default) or fp16");
       sub.add_option("--reps", a->reps, "timed repeats, median reported (default 5)");
       sub.add_option("--warmup", a->warmup, "untimed runs first (default 1)");
+      sub.add_option("--rounds", a->rounds,
+                     "run the whole model list this many times, interleaved (default 1; speedups "
+                     "compare models of the same round)");
       sub.add_option("--seed", a->seed, "weights and token ids seed (default 0)");
       sub.add_option("--tuning", a->tuning, "tuning JSON from `slidesparse tune`");
       sub.add_flag("--profile", a->profile,

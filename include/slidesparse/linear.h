@@ -151,6 +151,21 @@ class GpuLinear {
 Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N, int64_t K,
                                                        QuantMode q, const float* bias,
                                                        const LinearConfig& cfg);
+// A dense weight in the GEMM's input dtype: int8 / e4m3 codes with per-channel scales [N] (the
+// DESIGN.md rule) when q != none, else the activation dtype (scales empty).
+struct DenseWeightCodes {
+  DType dtype = DType::kBF16;
+  int64_t N = 0, K = 0;
+  QuantMode quant = QuantMode::kNone;
+  std::vector<uint8_t> codes;  // [N, K]
+  std::vector<float> scales;   // [N] or empty
+};
+// Host conversion of fp32 [N, K] (all cores); make_dense_linear(w, ...) is this + the one below.
+Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t K, QuantMode q,
+                                              DType act_dtype);
+// Dense layer from converted weights (loading many layers with the same weights converts once).
+Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const DenseWeightCodes& w, const float* bias,
+                                                       const LinearConfig& cfg);
 // Dense layer holding exactly the weights of an NmTensor (codes + scales, zeros in place).
 Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const NmTensor& w, const float* bias,
                                                        const LinearConfig& cfg);

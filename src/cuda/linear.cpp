@@ -528,6 +528,7 @@ class SparseLinear final : public GpuLinear {
 // ---- auto layer ----
 class AutoLinear final : public GpuLinear {
  public:
+  // At least one of dense / sparse; both need the tuning table t.
   AutoLinear(std::unique_ptr<GpuLinear> dense, std::unique_ptr<GpuLinear> sparse, Pattern p,
              std::string prec, const TuningTable* t)
       : dense_(std::move(dense)),
@@ -535,17 +536,21 @@ class AutoLinear final : public GpuLinear {
         p_(p),
         prec_(std::move(prec)),
         tuning_(t) {
-    N_ = dense_->N();
-    K_ = dense_->K();
-    q_ = dense_->quant();
+    const GpuLinear& any = dense_ ? *dense_ : *sparse_;
+    N_ = any.N();
+    K_ = any.K();
+    q_ = any.quant();
   }
   // Sparse only where the tuning data (nearest tuned bucket) says its GEMM beats the dense one.
+  // A layer that the data never (always) picks is not built: then the other one runs every M.
   GpuLinear* pick(int64_t M) const {
-    if (!tuning_) return dense_.get();
+    if (!sparse_) return dense_.get();
+    if (!dense_) return sparse_.get();
     return tuning_->prefer_sparse(prec_, p_.str(), N_, K_, M) ? sparse_.get() : dense_.get();
   }
   std::string describe() const override {
-    return "auto(" + dense_->describe() + " | " + sparse_->describe() + ")";
+    return "auto(" + (dense_ ? dense_->describe() : std::string("-")) + " | " +
+           (sparse_ ? sparse_->describe() : std::string("-")) + ")";
   }
   Status reserve(int64_t M) override { return pick(M)->reserve(M); }
   Status forward(const void* x, void* y, int64_t M, void* s) override {
@@ -585,17 +590,23 @@ class AutoLinear final : public GpuLinear {
 }  // namespace
 }  // namespace cuda
 
-Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N, int64_t K,
-                                                       QuantMode q, const float* bias,
-                                                       const LinearConfig& cfg) {
+Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t K, QuantMode q,
+                                              DType act_dtype) {
   if (N <= 0 || K <= 0)
     return invalid_argument("dense linear: weight shape [" + std::to_string(N) + "," +
                             std::to_string(K) + "] must be positive");
-  SS_RETURN_IF_ERROR(cuda::check_act(cfg.act_dtype));
-  std::vector<float> scales(q == QuantMode::kNone ? 0 : N);
-  DType t = cuda::gemm_in(cfg.act_dtype, q);
+  SS_RETURN_IF_ERROR(cuda::check_act(act_dtype));
+  DenseWeightCodes out;
+  out.dtype = cuda::gemm_in(act_dtype, q);
+  out.N = N;
+  out.K = K;
+  out.quant = q;
+  out.scales.resize(q == QuantMode::kNone ? 0 : N);
+  const DType t = out.dtype;
   const size_t es = dtype_size(t);
-  std::vector<uint8_t> codes(static_cast<size_t>(N * K) * es);
+  out.codes.resize(static_cast<size_t>(N * K) * es);
+  uint8_t* codes = out.codes.data();
+  float* scales = out.scales.data();
   // Row chunks on all cores (a model's lm_head is ~1e9 elements); per-row arithmetic, so the
   // result does not depend on the split.
   const int64_t threads =
@@ -608,10 +619,9 @@ Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N
       const int64_t r0 = N * i / threads, r1 = N * (i + 1) / threads;
       if (r1 <= r0) return;
       if (q == QuantMode::kNone) {
-        if (!convert_from_f32(t, w + r0 * K, codes.data() + r0 * K * es, (r1 - r0) * K).ok())
-          bad = true;
+        if (!convert_from_f32(t, w + r0 * K, codes + r0 * K * es, (r1 - r0) * K).ok()) bad = true;
       } else {
-        quantize_rows(q, w + r0 * K, r1 - r0, K, codes.data() + r0 * K * es, scales.data() + r0);
+        quantize_rows(q, w + r0 * K, r1 - r0, K, codes + r0 * K * es, scales + r0);
       }
     });
   }
@@ -619,9 +629,26 @@ Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N
   if (bad)
     return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
                           " failed");
-  SS_ASSIGN_OR_RETURN(
-      auto l, cuda::DenseLinear::create(codes.data(), t, N, K, q, scales.data(), bias, cfg));
+  return out;
+}
+
+Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const DenseWeightCodes& w, const float* bias,
+                                                       const LinearConfig& cfg) {
+  if (w.N <= 0 || w.K <= 0 ||
+      w.codes.size() != static_cast<size_t>(w.N * w.K) * dtype_size(w.dtype) ||
+      w.scales.size() != (w.quant == QuantMode::kNone ? 0u : static_cast<size_t>(w.N)))
+    return invalid_argument("dense linear: converted weight [" + std::to_string(w.N) + "," +
+                            std::to_string(w.K) + "] has inconsistent codes or scales");
+  SS_ASSIGN_OR_RETURN(auto l, cuda::DenseLinear::create(w.codes.data(), w.dtype, w.N, w.K, w.quant,
+                                                        w.scales.data(), bias, cfg));
   return std::unique_ptr<GpuLinear>(std::move(l));
+}
+
+Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const float* w, int64_t N, int64_t K,
+                                                       QuantMode q, const float* bias,
+                                                       const LinearConfig& cfg) {
+  SS_ASSIGN_OR_RETURN(DenseWeightCodes c, dense_weight_codes(w, N, K, q, cfg.act_dtype));
+  return make_dense_linear(c, bias, cfg);
 }
 
 Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const NmTensor& w, const float* bias,
@@ -642,10 +669,24 @@ Expected<std::unique_ptr<GpuLinear>> make_sparse_linear(const NmTensor& w, const
 
 Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const float* bias,
                                                       const LinearConfig& cfg) {
-  SS_ASSIGN_OR_RETURN(auto d, make_dense_linear(w, bias, cfg));
-  SS_ASSIGN_OR_RETURN(auto s, make_sparse_linear(w, bias, cfg));
-  return std::unique_ptr<GpuLinear>(new cuda::AutoLinear(
-      std::move(d), std::move(s), w.pattern, precision_name(cfg.act_dtype, w.quant()), cfg.tuning));
+  SS_RETURN_IF_ERROR(nm_verify(w));
+  const std::string prec = precision_name(cfg.act_dtype, w.quant());
+  // Which layers some M bucket (1 .. 65536) picks: only those are built (memory, load time).
+  bool any_sparse = false, any_dense = cfg.tuning == nullptr;
+  for (int64_t M = 1; cfg.tuning && M <= 65536; M *= 2) {
+    const bool sp = cfg.tuning->prefer_sparse(prec, w.pattern.str(), w.N, w.K, M);
+    any_sparse = any_sparse || sp;
+    any_dense = any_dense || !sp;
+  }
+  std::unique_ptr<GpuLinear> d, s;
+  if (any_dense) {
+    SS_ASSIGN_OR_RETURN(d, make_dense_linear(w, bias, cfg));
+  }
+  if (any_sparse) {
+    SS_ASSIGN_OR_RETURN(s, make_sparse_linear(w, bias, cfg));
+  }
+  return std::unique_ptr<GpuLinear>(
+      new cuda::AutoLinear(std::move(d), std::move(s), w.pattern, prec, cfg.tuning));
 }
 
 Expected<std::unique_ptr<GpuLinear>> make_linear(LinearMode mode, const NmTensor& w,

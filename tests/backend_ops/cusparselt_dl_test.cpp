@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda/cusparselt_dl.h"
+#include "e2e/cli_test_util.h"
 
 namespace slidesparse {
 namespace {
@@ -49,7 +50,7 @@ TEST(CuSparseLtLoader, CliStartsWithoutTheLibrary) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string cmd = "SLIDESPARSE_CUSPARSELT=/nonexistent/libcusparseLt.so.0 " +
-                          std::string(SS_CLI) + " synth --arch tiny-llama --out " + dir +
+                          test::cli_path() + " synth --arch tiny-llama --out " + dir +
                           "/tiny >/dev/null 2>&1";
   const int rc = std::system(cmd.c_str());
   EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << cmd;

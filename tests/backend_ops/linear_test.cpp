@@ -222,7 +222,31 @@ TEST(Sm80_AutoLinear_int8, PicksPerBucketAndMatches) {
   cfg.tuning = &t;
   auto l = make_auto_linear(*w, nullptr, cfg);
   SS_ASSERT_OK(l.status());
-  EXPECT_NE((*l)->describe().find("auto("), std::string::npos);
+  EXPECT_NE((*l)->describe().find("auto(dense "), std::string::npos) << (*l)->describe();
+  EXPECT_NE((*l)->describe().find("| sparse "), std::string::npos) << (*l)->describe();
+  // A layer no bucket picks is not built: no table, or sparse never 5 % faster -> dense only;
+  // sparse faster everywhere -> sparse only.
+  {
+    auto none = make_auto_linear(*w, nullptr, LinearConfig{});
+    SS_ASSERT_OK(none.status());
+    EXPECT_NE((*none)->describe().find("| -)"), std::string::npos) << (*none)->describe();
+    TuningTable slow, fast;
+    slow.put({"cusparselt", "int8", "6:8", N, K, 32, -1, 1, 0, 0, -1, 19.5});
+    slow.put({"cublaslt", "int8", "dense", N, K, 32, -1, 1, 0, 0, -1, 20.0});
+    for (int64_t b = 1; b <= 65536; b *= 4) {  // data within 2x of every bucket
+      fast.put({"cusparselt", "int8", "6:8", N, K, b, -1, 1, 0, 0, -1, 10.0});
+      fast.put({"cublaslt", "int8", "dense", N, K, b, -1, 1, 0, 0, -1, 20.0});
+    }
+    LinearConfig cs, cf;
+    cs.tuning = &slow;
+    cf.tuning = &fast;
+    auto ds = make_auto_linear(*w, nullptr, cs);
+    SS_ASSERT_OK(ds.status());
+    EXPECT_NE((*ds)->describe().find("| -)"), std::string::npos) << (*ds)->describe();
+    auto sp = make_auto_linear(*w, nullptr, cf);
+    SS_ASSERT_OK(sp.status());
+    EXPECT_NE((*sp)->describe().find("auto(- | sparse "), std::string::npos) << (*sp)->describe();
+  }
   for (int64_t M : {int64_t{1}, int64_t{19}}) {
     Acts a = random_acts(DType::kBF16, M, K, 6 + M);
     std::vector<float> yref(M * N);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <string>
 
+#include "e2e/cli_test_util.h"
 #include "slidesparse/linear.h"
 
 namespace slidesparse {
@@ -109,9 +110,7 @@ TEST(TuningTable, JsonRoundTripAndErrors) {
 
 // Runs the CLI; returns the exit code and the combined output.
 int run_cli(const std::string& args, std::string* out) {
-  // SS_CLI_OVERRIDE: the CLI when the test binary runs away from its build tree (device runs).
-  const char* cli = std::getenv("SS_CLI_OVERRIDE");
-  std::string cmd = std::string(cli ? cli : SS_CLI) + " " + args + " 2>&1";
+  std::string cmd = test::cli_path() + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
   std::array<char, 512> buf{};

@@ -1,5 +1,6 @@
-// Shared by the CLI end-to-end tests: run the `slidesparse` binary (SS_CLI) with arguments and
-// capture its exit code, stdout and stderr; whole-file read/write helpers.
+// Shared by the tests that run the CLI: the `slidesparse` binary (SS_CLI, or $SS_CLI_OVERRIDE when
+// the test binary runs away from its build tree, as on the device machine), run with arguments,
+// capturing its exit code, stdout and stderr; whole-file read/write helpers.
 #pragma once
 
 #include <sys/wait.h>
@@ -26,11 +27,16 @@ inline void write_all(const std::string& p, const std::string& s) {
   f.write(s.data(), static_cast<std::streamsize>(s.size()));
 }
 
-// `SS_CLI args` with stdout and stderr redirected to files in `scratch` (one process at a time
+inline std::string cli_path() {
+  const char* o = std::getenv("SS_CLI_OVERRIDE");
+  return o && *o ? std::string(o) : std::string(SS_CLI);
+}
+
+// `cli_path() args` with stdout and stderr redirected to files in `scratch` (one process at a time
 // per scratch directory).
 inline CliRun run_cli(const std::string& scratch, const std::string& args) {
   const std::string o = scratch + "/out.txt", e = scratch + "/err.txt";
-  const std::string cmd = std::string(SS_CLI) + " " + args + " >" + o + " 2>" + e;
+  const std::string cmd = cli_path() + " " + args + " >" + o + " 2>" + e;
   CliRun r;
   const int st = std::system(cmd.c_str());
   r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;

@@ -173,8 +173,9 @@ std::vector<float> concat(const std::vector<std::vector<float>>& parts) {
 // Where the weights of one fused layer come from, whatever the source.
 struct FusedWeight {
   bool nm = false;
-  NmTensor t;            // nm: the row-concatenation of the parts
-  std::vector<float> w;  // dense: fp32 [N, K]
+  NmTensor t;                                     // nm: the row-concatenation of the parts
+  std::vector<float> w;                           // dense: fp32 [N, K]
+  std::shared_ptr<const DenseWeightCodes> codes;  // dense, already converted (instead of w)
   int64_t N = 0, K = 0;
   std::vector<float> bias;  // [N] or empty
 };
@@ -416,6 +417,8 @@ class CudaModelImpl final : public CudaModel {
     if (fw.nm) {
       SS_RETURN_IF_ERROR(nm_to_float_dtype(&fw.t, T_));
       SS_ASSIGN_OR_RETURN(l, make_linear(mode, fw.t, bias, lc));
+    } else if (fw.codes) {
+      SS_ASSIGN_OR_RETURN(l, make_dense_linear(*fw.codes, bias, lc));
     } else {
       SS_ASSIGN_OR_RETURN(l, make_dense_linear(fw.w.data(), fw.N, fw.K, dense_q, bias, lc));
     }
@@ -983,7 +986,16 @@ Expected<std::unique_ptr<CudaModel>> synthetic_cuda_model(const SyntheticModelSp
   const int64_t total = 4 * c.num_layers;
   if (spec.repeat_layers) {  // layer 0's four fused weights, a copy for every layer
     std::vector<FusedWeight> first;
-    for (int64_t f = 0; f < 4; ++f) first.push_back(draw(f));
+    for (int64_t f = 0; f < 4; ++f) {
+      first.push_back(draw(f));
+      FusedWeight& fw = first.back();
+      if (!nm) {  // convert (quantize) once, not once per layer
+        SS_ASSIGN_OR_RETURN(DenseWeightCodes dc,
+                            dense_weight_codes(fw.w.data(), fw.N, fw.K, spec.quant, opt.act_dtype));
+        fw.codes = std::make_shared<const DenseWeightCodes>(std::move(dc));
+        fw.w = {};
+      }
+    }
     for (int64_t i = 0; i < total; ++i) {
       FusedWeight fw = first[static_cast<size_t>(i % 4)];
       SS_RETURN_IF_ERROR(

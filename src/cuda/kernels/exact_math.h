@@ -81,7 +81,13 @@ SS_HD uint32_t float_to_bits(float f) {
 // x < -86 (results below 2^-124) returns 0, x > 88.72283 (above FLT_MAX) +inf; NaN stays NaN.
 SS_HD float exp_f32(float x) {
   const float xc = fminf(fmaxf(x, -86.0f), 88.72283f);  // NaN -> -86 (selected away below)
-  const float n = rintf(fmul(xc, 1.44269504f));         // exact integer in [-124, 128]
+  // n = rint(xc / ln2), an exact integer in [-124, 128], by the 1.5 * 2^23 shifter: the sum is in
+  // [2^23, 2^24) where the fp32 grid is the integers, so RN rounds half-even exactly as rintf, and
+  // its low mantissa bits are n + 2^22 (plain adds and an integer subtract instead of the GPU's
+  // quarter-rate rounding and float->int conversions).
+  const float sh = fadd(fmul(xc, 1.44269504f), 12582912.0f);
+  const float n = fadd(sh, -12582912.0f);
+  const int32_t ni = static_cast<int32_t>(float_to_bits(sh)) - 0x4B400000;
   float r = ffma(-n, 0.693359375f, xc);  // ln2 = 0.693359375 - 2.12194440e-4 (Cephes)
   r = ffma(-n, -2.12194440e-4f, r);
   float p = 1.0f / 5040.0f;
@@ -92,7 +98,7 @@ SS_HD float exp_f32(float x) {
   p = ffma(p, r, 0.5f);
   p = ffma(p, r, 1.0f);
   p = ffma(p, r, 1.0f);
-  float e = bits_to_float(float_to_bits(p) + (static_cast<uint32_t>(static_cast<int>(n)) << 23));
+  float e = bits_to_float(float_to_bits(p) + (static_cast<uint32_t>(ni) << 23));
   e = x < -86.0f ? 0.0f : e;
   e = x > 88.72283f ? INFINITY : e;
   return x == x ? e : x;

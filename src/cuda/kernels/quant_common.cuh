@@ -42,12 +42,17 @@ __device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
 // when y is farther than that from every rounding boundary of the target format both round to
 // the same code; otherwise (about 1 element in 10^4) the exact path above decides.
 // int8: |y| <= 127.01 so the two differ by < 2^-16; boundaries are k + 1/2; margin 2^-14.
+// rint and the float->int conversion go through the 1.5 * 2^23 shifter (full-rate adds instead
+// of the quarter-rate rounding / conversion pipe): k = (y + S) - S is rint(y) for |y| < 2^22;
+// beyond that y is a multiple of 0.5 and k differs from y by 0 (then k = y = rint(y)) or by
+// >= 0.5, which fails the test, as do NaN and inf. q in [-127, 127] + S has q in its low bits.
 __device__ __forceinline__ uint8_t quant_i8_fast(float v, float scale, float inv) {
+  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
   const float y = __fmul_rn(v, inv);
-  const float k = rintf(y);
-  if (fabsf(y - k) < 0.5f - 1.0f / 16384.0f) {  // y - k is exact; NaN / inf fail the test
+  const float k = __fadd_rn(__fadd_rn(y, kShift), -kShift);
+  if (fabsf(y - k) < 0.5f - 1.0f / 16384.0f) {  // y - k is exact
     const float q = fminf(fmaxf(k, -127.0f), 127.0f);
-    return static_cast<uint8_t>(static_cast<int8_t>(q));
+    return static_cast<uint8_t>(__float_as_uint(__fadd_rn(q, kShift)) & 0xFFu);
   }
   return quant_i8(v, scale);
 }

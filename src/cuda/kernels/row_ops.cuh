@@ -36,6 +36,25 @@ template <class T>
 __device__ __forceinline__ float round_to(float v) {
   return to_f32(from_f32<T>(v));
 }
+// round_to for a v that is not NaN: bf16 by integer round-half-even on the bits (an overflow
+// carries into the exponent and gives inf, as cvt.rn does), saving a quarter-rate conversion.
+template <class T>
+__device__ __forceinline__ float round_to_finite(float v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const uint32_t b = __float_as_uint(v);
+    return __uint_as_float((b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u);
+  } else {
+    return round_to<T>(v);
+  }
+}
+// (T(a), T(b)) into out[0..1] with one packed conversion.
+template <class T>
+__device__ __forceinline__ void pack2_rn(float a, float b, T* out) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    *reinterpret_cast<__nv_bfloat162*>(out) = __floats2bfloat162_rn(a, b);
+  else
+    *reinterpret_cast<__half2*>(out) = __floats2half2_rn(a, b);
+}
 
 // T(silu(g)) = T(g / d), d = 1 + exp(-g), as exact::silu_f32 rounded to T, but with the IEEE
 // division replaced by __fdividef (<= 2 ulp for d <= 2^126) whenever that quotient is more than
@@ -53,7 +72,7 @@ __device__ __forceinline__ float silu_t(float g) {
     fast = a >= 6.103515625e-05f && a <= 65504.0f && (b & 0x1FFFu) - (0x1000u - 16u) > 32u;
   else
     fast = a >= 1.17549435e-38f && (b & 0xFFFFu) - (0x8000u - 16u) > 32u;
-  if (d < 1e30f && fast) return round_to<T>(y);
+  if (d < 1e30f && fast) return round_to_finite<T>(y);
   return round_to<T>(__fdiv_rn(g, d));
 }
 
@@ -61,6 +80,16 @@ __device__ __forceinline__ float silu_t(float g) {
 template <class T>
 __device__ __forceinline__ T silu_mul_elem(T g, T u) {
   return from_f32<T>(__fmul_rn(silu_t<T>(to_f32(g)), to_f32(u)));
+}
+// Eight of them, the final roundings two per conversion instruction (cvt.rn.{bf16,f16}x2.f32).
+template <class T>
+__device__ __forceinline__ void silu_mul8(const T* g, const T* u, T* h) {
+#pragma unroll
+  for (int i = 0; i < 8; i += 2) {
+    const float p0 = __fmul_rn(silu_t<T>(to_f32(g[i])), to_f32(u[i]));
+    const float p1 = __fmul_rn(silu_t<T>(to_f32(g[i + 1])), to_f32(u[i + 1]));
+    pack2_rn<T>(p0, p1, h + i);
+  }
 }
 
 // Block-wide sum of doubles (every thread gets the total; fixed order for a given blockDim).
@@ -144,11 +173,9 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
         Pack8<T> pg, pu, ph;
         pg.u = __ldg(reinterpret_cast<const uint4*>(g + c));
         pu.u = __ldg(reinterpret_cast<const uint4*>(u + c));
+        silu_mul8<T>(pg.e, pu.e, ph.e);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          ph.e[i] = silu_mul_elem<T>(pg.e[i], pu.e[i]);
-          amax = fmaxf(amax, fabsf(to_f32(ph.e[i])));
-        }
+        for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(to_f32(ph.e[i])));
         if constexpr (OUT == kRowPlain)
           *reinterpret_cast<uint4*>(static_cast<T*>(a.y) + r * C + c) = ph.u;
         else

@@ -18,8 +18,7 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, int64_t ld, int64_t M,
       Pack8<T> pg, pu, ph;
       pg.u = __ldg(reinterpret_cast<const uint4*>(g));
       pu.u = __ldg(reinterpret_cast<const uint4*>(g + F));
-#pragma unroll
-      for (int k = 0; k < 8; ++k) ph.e[k] = silu_mul_elem<T>(pg.e[k], pu.e[k]);
+      silu_mul8<T>(pg.e, pu.e, ph.e);
       *reinterpret_cast<uint4*>(out + r * F + c) = ph.u;
     } else {
       out[r * F + c] = silu_mul_elem<T>(g[0], g[F]);
