@@ -37,6 +37,8 @@ Expected<NmTensor> nm_pack(DType t, const void* dense, int64_t N, int64_t K, Pat
 // Compact -> dense [N, K] elements of value_dtype, zeros where not selected.
 // Precondition (unchecked): nm_verify(t) is ok — call it on anything read from a file.
 void nm_unpack(const NmTensor& t, void* dense);
+// Rows [r0, r1) of nm_unpack into dense (the whole [N, K] buffer): row ranges on several threads.
+void nm_unpack_rows(const NmTensor& t, int64_t r0, int64_t r1, void* dense);
 // Checks sizes of values/masks/scales, value dtype, scales finite and > 0 (quantized only),
 // popcount == n for every mask, no bit >= m, and zeros in selected padding positions (>= K);
 // names row/block on failure (kFormatError).

@@ -137,12 +137,17 @@ Expected<NmTensor> nm_pack(DType t, const void* dense, int64_t N, int64_t K, Pat
 }
 
 void nm_unpack(const NmTensor& t, void* dense) {
+  nm_unpack_rows(t, 0, t.N, dense);
+}
+
+void nm_unpack_rows(const NmTensor& t, int64_t r0, int64_t r1, void* dense) {
   const size_t es = dtype_size(t.value_dtype);
   const int64_t blocks = t.blocks();
   const int m = t.pattern.m;
   auto* dst = static_cast<uint8_t*>(dense);
-  std::memset(dst, 0, static_cast<size_t>(t.N * t.K) * es);
-  for (int64_t r = 0; r < t.N; ++r) {
+  std::memset(dst + static_cast<size_t>(r0 * t.K) * es, 0,
+              static_cast<size_t>((r1 - r0) * t.K) * es);
+  for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* vrow = t.values.data() + static_cast<size_t>(r * t.values_per_row()) * es;
     int64_t v = 0;
     for (int64_t b = 0; b < blocks; ++b) {

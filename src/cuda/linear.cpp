@@ -655,7 +655,16 @@ Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const NmTensor& w, const 
                                                        const LinearConfig& cfg) {
   SS_RETURN_IF_ERROR(nm_verify(w));
   std::vector<uint8_t> dense(static_cast<size_t>(w.N * w.K) * dtype_size(w.value_dtype));
-  nm_unpack(w, dense.data());
+  {  // row ranges on all cores (a 7B model's gate_up is 1.4e8 elements)
+    const int64_t threads =
+        std::min<int64_t>({16, std::max<int64_t>(1, std::thread::hardware_concurrency()),
+                           std::max<int64_t>(1, w.N / 64)});
+    std::vector<std::thread> pool;
+    for (int64_t i = 0; i < threads; ++i)
+      pool.emplace_back(
+          [&, i] { nm_unpack_rows(w, w.N * i / threads, w.N * (i + 1) / threads, dense.data()); });
+    for (std::thread& th : pool) th.join();
+  }
   SS_ASSIGN_OR_RETURN(auto l, cuda::DenseLinear::create(dense.data(), w.value_dtype, w.N, w.K,
                                                         w.quant(), w.scales.data(), bias, cfg));
   return std::unique_ptr<GpuLinear>(std::move(l));

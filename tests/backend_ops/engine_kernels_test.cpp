@@ -552,6 +552,34 @@ TEST(EngineKernels, SiluMulPrologueBitExact) {
     }
 }
 
+// Every finite 16-bit gate value (up = 1): the kernels' fast SwiGLU (SFU exp, approximate
+// division, exact fallback near rounding boundaries) rounds as the reference for all of them,
+// through the plain kernel and through the fused prologue's quantize (int8 and fp8 codes).
+TEST(EngineKernels, SiluEveryFinite16BitInput) {
+  SS_SKIP_WITHOUT_GPU();
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    SCOPED_TRACE(tname(t));
+    std::vector<uint16_t> g;
+    for (uint32_t b = 0; b < 65536; ++b)
+      if (std::isfinite(val(t, static_cast<uint16_t>(b)))) g.push_back(static_cast<uint16_t>(b));
+    // Rows of 8192 (the prologue's register path holds up to 20480 columns per row).
+    const int64_t F = 8192, M = (static_cast<int64_t>(g.size()) + F - 1) / F;
+    std::vector<uint16_t> gu(static_cast<size_t>(M * 2 * F), rnd(t, 1.0f));
+    for (size_t i = 0; i < gu.size() / 2; ++i) gu[(i / F) * 2 * F + i % F] = g[i % g.size()];
+    const auto yr = ref_silu_mul(t, gu, 2 * F, M, F);
+    auto dg = to_device(gu);
+    auto dy = poisoned(M * F * 2);
+    SS_ASSERT_OK(k::launch_silu_mul(t, dg.get(), 2 * F, M, F, dy.get(), nullptr));
+    expect_same16(to_host<uint16_t>(dy, M * F), yr, F, "silu_mul, every finite input");
+    for (const SlotCase& sc : kSlots) {
+      check_slot(t, sc, M, F, dy.get(), yr, [&](const InputSlot& s) {
+        return k::launch_silu_mul_prologue(t, dg.get(), 2 * F, M, F, s, nullptr);
+      });
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
 // The fused prologue into a real layer's slot + forward_prepared == the layer's own forward.
 TEST(EngineKernels, PrologueThroughGpuLinear) {
   SS_SKIP_WITHOUT_GPU();

@@ -80,6 +80,43 @@ __device__ __forceinline__ float block_max(float v, float* red) {
   return v;
 }
 
+// Codes of 8 consecutive elements (the element rule of quant_row_store).
+template <class TIn, bool FP8>
+__device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
+  alignas(8) uint8_t q[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const float v = to_f32(e[i]);
+    q[i] = FP8 ? quant_e4m3_fast(v, scale, inv) : quant_i8_fast(v, scale, inv);
+  }
+  return *reinterpret_cast<const uint2*>(q);
+}
+
+// The lift of one quantized row: codes (shared memory, nblk * m codes, zero past the row's
+// length) -> o [K_out], whole 2:4 windows (4 consecutive codes from an even source offset: two
+// 16-bit shared-memory loads each), four windows per 16-byte store, zero past the lifted length.
+__device__ __forceinline__ void lift_gather_store(const uint8_t* codes, int m, int L, int nblk,
+                                                  uint8_t* __restrict__ o, int K_out) {
+  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
+  const int W = L / 4;  // windows per block
+  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
+    uint32_t w4[4];
+    int w = c / 4, b = w / W, j = w - b * W;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
+      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
+                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
+                       : 0u;
+      if (++j == W) {
+        j = 0;
+        ++b;
+      }
+    }
+    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+  }
+}
+
 // The second half of a row's quantization, shared by every kernel that ends in a W8A8 operand
 // (quantize, quantize+lift, and the fused RMSNorm / SwiGLU prologues), so that they agree bit for
 // bit: the row [K] in shared memory (written by this CTA, not yet published), each thread's
@@ -123,33 +160,10 @@ __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int 
   for (int c = threadIdx.x * 8; c < Kp; c += blockDim.x * 8) {
     alignas(16) TIn e[8];
     *reinterpret_cast<uint4*>(e) = c < Kr ? *reinterpret_cast<const uint4*>(row + c) : zero;
-    alignas(8) uint8_t q[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const float v = to_f32(e[i]);
-      q[i] = FP8 ? quant_e4m3_fast(v, scale, inv) : quant_i8_fast(v, scale, inv);
-    }
-    *reinterpret_cast<uint2*>(codes + c) = *reinterpret_cast<const uint2*>(q);
+    *reinterpret_cast<uint2*>(codes + c) = quant8<TIn, FP8>(e, scale, inv);
   }
   __syncthreads();
-  const uint16_t* codes16 = reinterpret_cast<const uint16_t*>(codes);
-  const int W = L / 4;  // windows per block
-  for (int c = threadIdx.x * 16; c < K_out; c += blockDim.x * 16) {
-    uint32_t w4[4];
-    int w = c / 4, b = w / W, j = w - b * W;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int src2 = (b * m + 2 * j) >> 1;  // even source offset, in 16-bit units
-      w4[i] = b < nblk ? (static_cast<uint32_t>(codes16[src2]) |
-                          (static_cast<uint32_t>(codes16[src2 + 1]) << 16))
-                       : 0u;
-      if (++j == W) {
-        j = 0;
-        ++b;
-      }
-    }
-    *reinterpret_cast<uint4*>(o + c) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
-  }
+  lift_gather_store(codes, m, L, nblk, o, K_out);
 }
 
 // One CTA per row of out [M_pad, K_out] (codes: int8 or e4m3). Rows >= M are written as zero.
