@@ -10,7 +10,7 @@ dst=.carry_$name
 mkdir -p "$dst/bin" "$dst/lib"
 for b in "$@"; do cp -f "$b" "$dst/bin/"; done
 for lib in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0; do
-  p=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+  p=$(ldconfig -p | awk -v l="$lib" '$1 == l && !p {print $NF; p = 1}')
   [ -n "$p" ] && cp -fL "$p" "$dst/lib/$lib"
 done
 du -sh "$dst"
