@@ -42,18 +42,19 @@ __device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
 // when y is farther than that from every rounding boundary of the target format both round to
 // the same code; otherwise (about 1 element in 10^4) the exact path above decides.
 // int8: |y| <= 127.01 so the two differ by < 2^-16; boundaries are k + 1/2; margin 2^-14.
-// rint and the float->int conversion go through the 1.5 * 2^23 shifter (full-rate adds instead
-// of the quarter-rate rounding / conversion pipe): k = (y + S) - S is rint(y) for |y| < 2^22;
-// beyond that y is a multiple of 0.5 and k differs from y by 0 (then k = y = rint(y)) or by
-// >= 0.5, which fails the test, as do NaN and inf. q in [-127, 127] + S has q in its low bits.
+// rint and the float->int conversion go through the 1.5 * 2^23 shifter S (full-rate adds instead
+// of the quarter-rate rounding / conversion pipe): for |y| < 2^22, t = y + S is S + rint(y)
+// exactly, so k = t - S = rint(y) and t's low byte is rint(y)'s two's-complement code. Fast when y
+// is not within 2^-14 of a rounding boundary and |k| <= 127 (no clamp needed; always true for a
+// row's own scale, |y| <= 127.01). Otherwise -- beyond 2^22 y is a multiple of 0.5 and k is y or
+// fails a test; NaN and inf fail both -- the exact path decides (it clamps).
 __device__ __forceinline__ uint8_t quant_i8_fast(float v, float scale, float inv) {
   constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
   const float y = __fmul_rn(v, inv);
-  const float k = __fadd_rn(__fadd_rn(y, kShift), -kShift);
-  if (fabsf(y - k) < 0.5f - 1.0f / 16384.0f) {  // y - k is exact
-    const float q = fminf(fmaxf(k, -127.0f), 127.0f);
-    return static_cast<uint8_t>(__float_as_uint(__fadd_rn(q, kShift)) & 0xFFu);
-  }
+  const float t = __fadd_rn(y, kShift);
+  const float k = __fadd_rn(t, -kShift);
+  if (fabsf(y - k) < 0.5f - 1.0f / 16384.0f && fabsf(k) <= 127.0f)  // y - k is exact
+    return static_cast<uint8_t>(__float_as_uint(t) & 0xFFu);
   return quant_i8(v, scale);
 }
 // e4m3: in its normal range (|y| >= 2^-6) the boundaries are the fp32 values whose 20 mantissa
