@@ -404,7 +404,8 @@ inline Status row_slot_setup(const std::string& op, DType t, int64_t M, int64_t 
     if (s.K_out < need || s.K_out % 16 != 0 || s.K_out > 0x7fffffff)
       return invalid_argument(op + ": slot K_out=" + std::to_string(s.K_out) +
                               " must be a multiple of 16 and >= " + std::to_string(need));
-    *out_mode = s.lifted ? kRowQuantLift : kRowQuant;
+    // 2:4's lift is the identity: the plain quantize store writes the same codes.
+    *out_mode = s.lifted && !(p.n == 2 && p.m == 4) ? kRowQuantLift : kRowQuant;
   }
   a->out = s.codes;
   a->scales = s.scales;
