@@ -68,12 +68,6 @@ struct E2ePlan {
   bool slidesparse_ckpt = false;
 };
 
-std::string precision_of(QuantMode q, DType act) {
-  if (q == QuantMode::kInt8) return "int8";
-  if (q == QuantMode::kFp8) return "fp8";
-  return act == DType::kF16 ? "fp16" : "bf16";
-}
-
 Expected<E2ePlan> make_plan(const E2eArgs& a) {
   E2ePlan p;
   if (a.model.empty() == a.arch.empty())
@@ -190,6 +184,12 @@ Expected<E2ePlan> make_plan(const E2eArgs& a) {
 }
 
 #ifdef SLIDESPARSE_WITH_CUDA
+
+std::string precision_of(QuantMode q, DType act) {
+  if (q == QuantMode::kInt8) return "int8";
+  if (q == QuantMode::kFp8) return "fp8";
+  return act == DType::kF16 ? "fp16" : "bf16";
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
