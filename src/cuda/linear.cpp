@@ -590,6 +590,23 @@ class AutoLinear final : public GpuLinear {
 }  // namespace
 }  // namespace cuda
 
+namespace {
+// fn(r0, r1) over row chunks of [0, N) on all cores (a model's lm_head is ~1e9 elements); callers
+// do per-row work, so results do not depend on the split.
+template <class Fn>
+void for_row_chunks(int64_t N, Fn&& fn) {
+  const int64_t threads =
+      std::min<int64_t>({16, std::max<int64_t>(1, std::thread::hardware_concurrency()),
+                         std::max<int64_t>(1, N / 64)});
+  std::vector<std::thread> pool;
+  for (int64_t i = 0; i < threads; ++i) {
+    const int64_t r0 = N * i / threads, r1 = N * (i + 1) / threads;
+    if (r1 > r0) pool.emplace_back([&fn, r0, r1] { fn(r0, r1); });
+  }
+  for (std::thread& th : pool) th.join();
+}
+}  // namespace
+
 Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t K, QuantMode q,
                                               DType act_dtype) {
   if (N <= 0 || K <= 0)
@@ -607,25 +624,14 @@ Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t
   out.codes.resize(static_cast<size_t>(N * K) * es);
   uint8_t* codes = out.codes.data();
   float* scales = out.scales.data();
-  // Row chunks on all cores (a model's lm_head is ~1e9 elements); per-row arithmetic, so the
-  // result does not depend on the split.
-  const int64_t threads =
-      std::min<int64_t>({16, std::max<int64_t>(1, std::thread::hardware_concurrency()),
-                         std::max<int64_t>(1, N / 64)});
-  std::vector<std::thread> pool;
   std::atomic<bool> bad{false};
-  for (int64_t i = 0; i < threads; ++i) {
-    pool.emplace_back([&, i] {
-      const int64_t r0 = N * i / threads, r1 = N * (i + 1) / threads;
-      if (r1 <= r0) return;
-      if (q == QuantMode::kNone) {
-        if (!convert_from_f32(t, w + r0 * K, codes + r0 * K * es, (r1 - r0) * K).ok()) bad = true;
-      } else {
-        quantize_rows(q, w + r0 * K, r1 - r0, K, codes + r0 * K * es, scales + r0);
-      }
-    });
-  }
-  for (std::thread& th : pool) th.join();
+  for_row_chunks(N, [&](int64_t r0, int64_t r1) {
+    if (q == QuantMode::kNone) {
+      if (!convert_from_f32(t, w + r0 * K, codes + r0 * K * es, (r1 - r0) * K).ok()) bad = true;
+    } else {
+      quantize_rows(q, w + r0 * K, r1 - r0, K, codes + r0 * K * es, scales + r0);
+    }
+  });
   if (bad)
     return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
                           " failed");
@@ -655,16 +661,7 @@ Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const NmTensor& w, const 
                                                        const LinearConfig& cfg) {
   SS_RETURN_IF_ERROR(nm_verify(w));
   std::vector<uint8_t> dense(static_cast<size_t>(w.N * w.K) * dtype_size(w.value_dtype));
-  {  // row ranges on all cores (a 7B model's gate_up is 1.4e8 elements)
-    const int64_t threads =
-        std::min<int64_t>({16, std::max<int64_t>(1, std::thread::hardware_concurrency()),
-                           std::max<int64_t>(1, w.N / 64)});
-    std::vector<std::thread> pool;
-    for (int64_t i = 0; i < threads; ++i)
-      pool.emplace_back(
-          [&, i] { nm_unpack_rows(w, w.N * i / threads, w.N * (i + 1) / threads, dense.data()); });
-    for (std::thread& th : pool) th.join();
-  }
+  for_row_chunks(w.N, [&](int64_t r0, int64_t r1) { nm_unpack_rows(w, r0, r1, dense.data()); });
   SS_ASSIGN_OR_RETURN(auto l, cuda::DenseLinear::create(dense.data(), w.value_dtype, w.N, w.K,
                                                         w.quant(), w.scales.data(), bias, cfg));
   return std::unique_ptr<GpuLinear>(std::move(l));
@@ -678,7 +675,6 @@ Expected<std::unique_ptr<GpuLinear>> make_sparse_linear(const NmTensor& w, const
 
 Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const float* bias,
                                                       const LinearConfig& cfg) {
-  SS_RETURN_IF_ERROR(nm_verify(w));
   const std::string prec = precision_name(cfg.act_dtype, w.quant());
   // Which layers some M bucket (1 .. 65536) picks: only those are built (memory, load time).
   bool any_sparse = false, any_dense = cfg.tuning == nullptr;

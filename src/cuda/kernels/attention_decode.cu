@@ -45,19 +45,11 @@ struct Smem {
   static constexpr size_t kBytes = kPipeElems * 2 > kMergeBytes ? kPipeElems * 2 : kMergeBytes;
 };
 
-// rows x HD tile, global row stride ld (elements) -> smem (row stride HD + 8); rows >= valid are
-// zero-filled without touching global memory (`safe` is any valid address, never read).
+// rows x HD tile -> smem (row stride HD + 8), rows >= valid zero (mma_sm80.cuh).
 template <int HD, int ROWS, class T>
 __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int valid,
                                           const T* safe, int tid) {
-  constexpr int kChunks = HD / 8;
-#pragma unroll
-  for (int c = tid; c < ROWS * kChunks; c += kThreads) {
-    const int r = c / kChunks, cc = c % kChunks;
-    const bool ok = r < valid;
-    cp_async16(dst + r * Smem<HD>::kStride + cc * 8, ok ? src + r * ld + cc * 8 : safe,
-               ok ? 16 : 0);
-  }
+  cp_async_tile<HD, ROWS, kThreads, Smem<HD>::kStride>(dst, src, ld, valid, safe, tid);
 }
 
 // Grid: x = split, y = kv head * head groups, z = sequence.

@@ -22,6 +22,21 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                "r"(src_bytes));
 }
+
+// ROWS x HD tile, global row stride ld (elements) -> shared memory with row stride STRIDE, by
+// THREADS threads (16-byte cp.async chunks); rows >= valid are zero-filled without touching
+// global memory (`safe` is any valid address, never read).
+template <int HD, int ROWS, int THREADS, int STRIDE, class T>
+__device__ __forceinline__ void cp_async_tile(T* dst, const T* src, int64_t ld, int valid,
+                                              const T* safe, int tid) {
+  constexpr int kChunks = HD / 8;  // 16-byte chunks per row
+#pragma unroll
+  for (int c = tid; c < ROWS * kChunks; c += THREADS) {
+    const int r = c / kChunks, cc = c % kChunks;
+    const bool ok = r < valid;
+    cp_async16(dst + r * STRIDE + cc * 8, ok ? src + r * ld + cc * 8 : safe, ok ? 16 : 0);
+  }
+}
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::);
 }

@@ -143,13 +143,8 @@ __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int 
       reinterpret_cast<uint4*>(e)[0] = c < Kr ? *reinterpret_cast<const uint4*>(row + c) : zero;
       reinterpret_cast<uint4*>(e)[1] =
           c + 8 < Kr ? *reinterpret_cast<const uint4*>(row + c + 8) : zero;
-      alignas(16) uint8_t q[16];
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        const float v = to_f32(e[i]);
-        q[i] = FP8 ? quant_e4m3_fast(v, scale, inv) : quant_i8_fast(v, scale, inv);
-      }
-      *reinterpret_cast<uint4*>(o + c) = *reinterpret_cast<const uint4*>(q);
+      const uint2 lo = quant8<TIn, FP8>(e, scale, inv), hi = quant8<TIn, FP8>(e + 8, scale, inv);
+      *reinterpret_cast<uint4*>(o + c) = make_uint4(lo.x, lo.y, hi.x, hi.y);
     }
     return;
   }
