@@ -242,8 +242,12 @@ std::vector<FusedShape> fused_shapes(const ModelConfig& c) {
 // Device bytes of a model whose linears are n:m `p` (sparse/auto/dense mode) or dense with
 // quant `q` (nm false): weights, the transient peak of building one sparse layer, and per token
 // row the largest operand and accumulator row any fused layer keeps in the shared scratch.
+// plain_input: some layer may be dense W16A16, which has no prologue slot and reads the normed /
+// SwiGLU activations from the model's own [M, C] / [M, F] buffers (every other layer's input is
+// written straight into its slot by the fused prologues, and those buffers are not allocated).
 struct MemEstimate {
   size_t weights = 0, transient = 0, xq_row = 0, acc_row = 0;
+  bool plain_input = false;
 };
 MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode q, LinearMode mode,
                             DType act) {
@@ -257,6 +261,7 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
                sparse = nm && mode != LinearMode::kDense;
     if (dense) {
       one += est_dense(s.N, s.K, q, act);
+      e.plain_input = e.plain_input || q == QuantMode::kNone;
       e.xq_row = std::max(e.xq_row, static_cast<size_t>(round_up(s.K, 16)) * es_in);
     }
     if (sparse) {
@@ -334,8 +339,10 @@ class CudaModelImpl final : public CudaModel {
     const int64_t qkvN = (H + 2 * KV) * hd;
     const size_t kv =
         2 * static_cast<size_t>(c.num_layers * m->max_batch_ * m->max_ctx_ * KV * hd) * es;
-    // residual x, delta d, normed h: [M, C]; qkv; att [M, H*hd]; gate|up [M, 2F]; a [M, F]
-    size_t acts = static_cast<size_t>(Mx * (3 * C + qkvN + H * hd + 3 * F)) * es;
+    // residual x, delta d: [M, C]; qkv; att [M, H*hd]; gate|up [M, 2F]; for W16A16 dense layers
+    // (est.plain_input) also normed h [M, C] and SwiGLU a [M, F]
+    const int64_t plain = est.plain_input ? C + F : 0;
+    size_t acts = static_cast<size_t>(Mx * (2 * C + qkvN + H * hd + 2 * F + plain)) * es;
     acts += static_cast<size_t>(m->max_batch_ * (2 * C + V)) * es;  // last rows + logits
     // Shared linear scratch: the largest operand + scales + accumulator rows of a fused layer at
     // max_step_tokens (padded), the lm_head's accumulators at max_batch, the cuBLASLt workspace.
@@ -365,11 +372,11 @@ class CudaModelImpl final : public CudaModel {
     m->scratch_ = make_linear_scratch();
     SS_RETURN_IF_ERROR(m->x_.reserve(static_cast<size_t>(Mx * C) * es));
     SS_RETURN_IF_ERROR(m->d_.reserve(static_cast<size_t>(Mx * C) * es));
-    SS_RETURN_IF_ERROR(m->h_.reserve(static_cast<size_t>(Mx * C) * es));
+    if (est.plain_input) SS_RETURN_IF_ERROR(m->h_.reserve(static_cast<size_t>(Mx * C) * es));
     SS_RETURN_IF_ERROR(m->qkv_.reserve(static_cast<size_t>(Mx * qkvN) * es));
     SS_RETURN_IF_ERROR(m->att_.reserve(static_cast<size_t>(Mx * H * hd) * es));
     SS_RETURN_IF_ERROR(m->gu_.reserve(static_cast<size_t>(Mx * 2 * F) * es));
-    SS_RETURN_IF_ERROR(m->a_.reserve(static_cast<size_t>(Mx * F) * es));
+    if (est.plain_input) SS_RETURN_IF_ERROR(m->a_.reserve(static_cast<size_t>(Mx * F) * es));
     SS_RETURN_IF_ERROR(m->xl_.reserve(static_cast<size_t>(m->max_batch_ * C) * es));
     SS_RETURN_IF_ERROR(m->dl_.reserve(static_cast<size_t>(m->max_batch_ * C) * es));
     SS_RETURN_IF_ERROR(m->hl_.reserve(static_cast<size_t>(m->max_batch_ * C) * es));
@@ -693,6 +700,7 @@ class CudaModelImpl final : public CudaModel {
                                                     slot, stream_);
       });
     }
+    if (!h_.get()) return internal_error("cuda model: a W16A16 layer without its input buffer");
     return timed(kOpRmsnorm, [&] {
       return kernels::launch_add_rmsnorm(T_, x, d, w.get(), eps, h_.get(), M, cfg_.hidden_size,
                                          stream_);
@@ -749,6 +757,8 @@ class CudaModelImpl final : public CudaModel {
           return kernels::launch_silu_mul_prologue(T_, gu_.get(), 2 * F, M, F, slot, stream_);
         }));
       }
+      if (!down_fused && !a_.get())
+        return internal_error("cuda model: a W16A16 layer without its input buffer");
       if (!down_fused)
         SS_RETURN_IF_ERROR(timed(kOpSiluMul, [&] {
           return kernels::launch_silu_mul(T_, gu_.get(), 2 * F, M, F, a_.get(), stream_);

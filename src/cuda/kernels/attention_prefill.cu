@@ -1,8 +1,10 @@
-// Causal GQA prefill attention over the KV cache, FlashAttention-2 style: one CTA = 64 query rows
-// of one head (4 warps x 16 rows); key/value tiles of 64 rows stream through double-buffered
-// shared memory with cp.async (70 KB at hd 128, 3 CTAs per SM); S = Q K^T and O += P V on tensor
-// cores (mma.sync m16n8k16), online softmax in fp32, P rounded to T before P V, O in fp32 rounded
-// to T once at the end.
+// Causal GQA prefill attention over the KV cache, FlashAttention-2 style: one CTA = 128 query
+// rows of one head (4 warps x 32 rows, two m16 tiles per warp, so every K/V fragment loaded from
+// shared memory feeds two MMAs); Q stays in shared memory, key/value tiles of 64 rows stream
+// through double-buffered shared memory with cp.async (104 KB at hd 128, 2 CTAs per SM); S = Q K^T
+// and O += P V on tensor cores (mma.sync m16n8k16), online softmax in fp32, P rounded to T before
+// P V, O in fp32 rounded to T once at the end. A warp skips key tiles that lie wholly past its last
+// query row (the causal diagonal), which changes no arithmetic.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -20,14 +22,16 @@ using namespace sm80;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kBr = 16 * kWarps;  // query rows per CTA
-constexpr int kBc = 64;           // keys per tile
+constexpr int kMt = 2;                   // m16 tiles per warp
+constexpr int kWarpRows = 16 * kMt;      // query rows per warp
+constexpr int kBr = kWarpRows * kWarps;  // query rows per CTA
+constexpr int kBc = 64;                  // keys per tile
 
 template <int HD>
 struct Smem {
   // Rows padded by 16 bytes: the 8 row addresses of one ldmatrix fall in distinct bank groups.
   static constexpr int kStride = HD + 8;
-  static constexpr int kElems = 4 * kBc * kStride;  // K[2], V[2]; Q is staged in V[1]
+  static constexpr int kElems = (kBr + 4 * kBc) * kStride;  // Q, K[2], V[2]
   static constexpr size_t kBytes = kElems * 2;
 };
 
@@ -41,7 +45,7 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int 
 // Grid: x = q head, y = query block (heaviest first), z = sequence. q heads of one kv head are
 // neighbours in launch order, so their K/V tiles are read from L2 rather than DRAM.
 template <class T, int HD>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, 2)
     prefill_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
                    const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0, int rep,
                    int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
@@ -49,10 +53,9 @@ __global__ void __launch_bounds__(kThreads, 3)
   constexpr int kDk = HD / 16;  // k-steps of Q K^T
   constexpr int kNt = kBc / 8;  // n-tiles of S
   extern __shared__ uint4 smem_raw[];
-  static_assert(kBr == kBc, "Q is staged in a K/V tile buffer");
-  T* sK = reinterpret_cast<T*>(smem_raw);  // [2][kBc][kStride]
+  T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBr][kStride]
+  T* sK = sQ + kBr * kStride;              // [2][kBc][kStride]
   T* sV = sK + 2 * kBc * kStride;          // [2][kBc][kStride]
-  T* sQ = sV + kBc * kStride;              // [kBr][kStride] = V[1], free until tile 1 loads
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int h = blockIdx.x;
@@ -72,24 +75,23 @@ __global__ void __launch_bounds__(kThreads, 3)
   load_tile<HD, kBc>(sV, vg, ldkv, static_cast<int>(min64(kBc, kv_end)), vg, tid);
   cp_async_commit();
 
-  uint32_t qf[kDk][4];
-  float o[HD / 8][4];
+  float o[kMt][HD / 8][4];
 #pragma unroll
-  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-  const int wr0 = warp * 16;                // first tile row of this warp
+  for (int mt = 0; mt < kMt; ++mt)
+#pragma unroll
+    for (int d = 0; d < HD / 8; ++d) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.0f;
+  float m_run[kMt][2], l_run[kMt][2];
+#pragma unroll
+  for (int mt = 0; mt < kMt; ++mt)
+    m_run[mt][0] = m_run[mt][1] = -INFINITY, l_run[mt][0] = l_run[mt][1] = 0.0f;
+  const int wr0 = warp * kWarpRows;         // first tile row of this warp
   const int64_t qpos_lo = pos0 + i0 + wr0;  // smallest query position of this warp
+  const T* sQw = sQ + (wr0 + (lane & 15)) * kStride + (lane >> 4) * 8;
 
   for (int j = 0; j < n_tiles; ++j) {
     const int buf = j & 1;
     cp_async_wait<0>();
-    __syncthreads();  // tile j visible to all; everyone is done with tile j-1 (buffer buf^1)
-    if (j == 0) {
-#pragma unroll
-      for (int kd = 0; kd < kDk; ++kd)
-        ldmatrix_x4(qf[kd], sQ + (wr0 + (lane & 15)) * kStride + kd * 16 + (lane >> 4) * 8);
-      __syncthreads();  // sQ is V[1]: read before tile 1 overwrites it
-    }
+    __syncthreads();        // tile j visible to all; everyone is done with tile j-1 (buffer buf^1)
     if (j + 1 < n_tiles) {  // prefetch tile j+1 while computing tile j
       const int64_t k0 = static_cast<int64_t>(j + 1) * kBc;
       const int valid = static_cast<int>(min64(kBc, kv_end - k0));
@@ -97,98 +99,123 @@ __global__ void __launch_bounds__(kThreads, 3)
       load_tile<HD, kBc>(sV + (buf ^ 1) * kBc * kStride, vg + k0 * ldkv, ldkv, valid, vg, tid);
       cp_async_commit();
     }
+    // Keys of this tile all lie past the warp's last query row: every score would be masked
+    // (exp2 -> 0, the running max and sum unchanged), so the warp skips it.
+    const int64_t kbase = static_cast<int64_t>(j) * kBc;
+    if (kbase > qpos_lo + kWarpRows - 1) continue;
 
-    // S = Q K^T for this warp's 16 rows x 64 keys.
-    float sc[kNt][4];
+    // S = Q K^T for this warp's 32 rows x 64 keys.
+    float sc[kMt][kNt][4];
 #pragma unroll
-    for (int n = 0; n < kNt; ++n) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+    for (int mt = 0; mt < kMt; ++mt)
+#pragma unroll
+      for (int n = 0; n < kNt; ++n)
+        sc[mt][n][0] = sc[mt][n][1] = sc[mt][n][2] = sc[mt][n][3] = 0.0f;
     const T* sKb = sK + buf * kBc * kStride;
 #pragma unroll
     for (int kd = 0; kd < kDk; ++kd) {
+      uint32_t qf[kMt][4];
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt) ldmatrix_x4(qf[mt], sQw + mt * 16 * kStride + kd * 16);
 #pragma unroll
       for (int np = 0; np < kBc / 16; ++np) {
         uint32_t b[4];
         ldmatrix_x4(b, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * kStride + kd * 16 +
                            ((lane >> 3) & 1) * 8);
-        mma16816<T>(sc[2 * np], qf[kd], b[0], b[1]);
-        mma16816<T>(sc[2 * np + 1], qf[kd], b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          mma16816<T>(sc[mt][2 * np], qf[mt], b[0], b[1]);
+          mma16816<T>(sc[mt][2 * np + 1], qf[mt], b[2], b[3]);
+        }
       }
     }
 
     // Causal mask, only on tiles reaching past this warp's first query position.
-    const int64_t kbase = static_cast<int64_t>(j) * kBc;
     if (kbase + kBc - 1 > qpos_lo) {
 #pragma unroll
-      for (int n = 0; n < kNt; ++n)
+      for (int mt = 0; mt < kMt; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int64_t key = kbase + n * 8 + (lane & 3) * 2 + (e & 1);
-          const int64_t qpos = qpos_lo + (lane >> 2) + (e >> 1) * 8;
-          if (key > qpos) sc[n][e] = -INFINITY;
-        }
+        for (int n = 0; n < kNt; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t key = kbase + n * 8 + (lane & 3) * 2 + (e & 1);
+            const int64_t qpos = qpos_lo + mt * 16 + (lane >> 2) + (e >> 1) * 8;
+            if (key > qpos) sc[mt][n][e] = -INFINITY;
+          }
     }
 
     // Online softmax (log2 domain). Every row sees key 0 in tile 0, so m_run is finite from then
     // on.
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
+    for (int mt = 0; mt < kMt; ++mt)
 #pragma unroll
-      for (int n = 0; n < kNt; ++n) mx = fmaxf(mx, fmaxf(sc[n][2 * r], sc[n][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_run[r], mx * scale_log2);
-      const float alpha = fast_exp2(m_run[r] - m_new);
-      float sum = 0.0f;
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int n = 0; n < kNt; ++n) {
-        sc[n][2 * r] = fast_exp2(fmaf(sc[n][2 * r], scale_log2, -m_new));
-        sc[n][2 * r + 1] = fast_exp2(fmaf(sc[n][2 * r + 1], scale_log2, -m_new));
-        sum += sc[n][2 * r] + sc[n][2 * r + 1];
+        for (int n = 0; n < kNt; ++n) mx = fmaxf(mx, fmaxf(sc[mt][n][2 * r], sc[mt][n][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[mt][r], mx * scale_log2);
+        const float alpha = fast_exp2(m_run[mt][r] - m_new);
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < kNt; ++n) {
+          sc[mt][n][2 * r] = fast_exp2(fmaf(sc[mt][n][2 * r], scale_log2, -m_new));
+          sc[mt][n][2 * r + 1] = fast_exp2(fmaf(sc[mt][n][2 * r + 1], scale_log2, -m_new));
+          sum += sc[mt][n][2 * r] + sc[mt][n][2 * r + 1];
+        }
+        l_run[mt][r] = l_run[mt][r] * alpha + sum;
+        m_run[mt][r] = m_new;
+#pragma unroll
+        for (int d = 0; d < HD / 8; ++d) {
+          o[mt][d][2 * r] *= alpha;
+          o[mt][d][2 * r + 1] *= alpha;
+        }
       }
-      l_run[r] = l_run[r] * alpha + sum;
-      m_run[r] = m_new;
-#pragma unroll
-      for (int d = 0; d < HD / 8; ++d) {
-        o[d][2 * r] *= alpha;
-        o[d][2 * r + 1] *= alpha;
-      }
-    }
 
     // O += P V: the S accumulators of two n-tiles are exactly the A fragment of a 16-key step.
     const T* sVb = sV + buf * kBc * kStride;
 #pragma unroll
     for (int kc = 0; kc < kBc / 16; ++kc) {
-      const uint32_t a[4] = {pack2<T>(sc[2 * kc][0], sc[2 * kc][1]),
-                             pack2<T>(sc[2 * kc][2], sc[2 * kc][3]),
-                             pack2<T>(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
-                             pack2<T>(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+      uint32_t a[kMt][4];
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt) {
+        a[mt][0] = pack2<T>(sc[mt][2 * kc][0], sc[mt][2 * kc][1]);
+        a[mt][1] = pack2<T>(sc[mt][2 * kc][2], sc[mt][2 * kc][3]);
+        a[mt][2] = pack2<T>(sc[mt][2 * kc + 1][0], sc[mt][2 * kc + 1][1]);
+        a[mt][3] = pack2<T>(sc[mt][2 * kc + 1][2], sc[mt][2 * kc + 1][3]);
+      }
 #pragma unroll
       for (int dp = 0; dp < HD / 16; ++dp) {
         uint32_t b[4];
         ldmatrix_x4_trans(b, sVb + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kStride +
                                  dp * 16 + (lane >> 4) * 8);
-        mma16816<T>(o[2 * dp], a, b[0], b[1]);
-        mma16816<T>(o[2 * dp + 1], a, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          mma16816<T>(o[mt][2 * dp], a[mt], b[0], b[1]);
+          mma16816<T>(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+        }
       }
     }
   }
 
   // O / l, rounded once to T; padding rows (i >= L) are not stored.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = l_run[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = 1.0f / l;
-    const int row = wr0 + (lane >> 2) + r * 8;
-    if (row >= q_rows) continue;
-    T* orow = out + (s * L + i0 + row) * ldo + static_cast<int64_t>(h) * HD + (lane & 3) * 2;
+  for (int mt = 0; mt < kMt; ++mt)
 #pragma unroll
-    for (int d = 0; d < HD / 8; ++d)
-      *reinterpret_cast<uint32_t*>(orow + d * 8) =
-          pack2<T>(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
-  }
+    for (int r = 0; r < 2; ++r) {
+      float l = l_run[mt][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = 1.0f / l;
+      const int row = wr0 + mt * 16 + (lane >> 2) + r * 8;
+      if (row >= q_rows) continue;
+      T* orow = out + (s * L + i0 + row) * ldo + static_cast<int64_t>(h) * HD + (lane & 3) * 2;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d)
+        *reinterpret_cast<uint32_t*>(orow + d * 8) =
+            pack2<T>(o[mt][d][2 * r] * inv, o[mt][d][2 * r + 1] * inv);
+    }
 }
 
 template <class T, int HD>

@@ -118,6 +118,23 @@ __device__ __forceinline__ void lift_gather_store(const uint8_t* codes, int m, i
   }
 }
 
+// 6:8 (m = 8, lifted block 12): the three windows of one block of 8 codes q (codes 0-3, 2-5, 4-7)
+// are 12 consecutive output bytes, written as three 4-byte stores (o is 4-byte aligned).
+__device__ __forceinline__ bool is_lift68(int m, int L) {
+  return m == 8 && L == 12;
+}
+__device__ __forceinline__ void store_windows68(uint8_t* o, uint2 q) {
+  uint32_t* d = reinterpret_cast<uint32_t*>(o);
+  d[0] = q.x;
+  d[1] = __funnelshift_r(q.x, q.y, 16);  // codes 2..5
+  d[2] = q.y;
+}
+// Zero bytes [from, K_out) of an output row (from and K_out multiples of 4).
+__device__ __forceinline__ void zero_tail4(uint8_t* o, int from, int K_out) {
+  for (int c = from + threadIdx.x * 4; c < K_out; c += blockDim.x * 4)
+    *reinterpret_cast<uint32_t*>(o + c) = 0u;
+}
+
 // The second half of a row's quantization, shared by every kernel that ends in a W8A8 operand
 // (quantize, quantize+lift, and the fused RMSNorm / SwiGLU prologues), so that they agree bit for
 // bit: the row [K] in shared memory (written by this CTA, not yet published), each thread's
@@ -153,6 +170,15 @@ __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int 
   // then gather whole 2:4 windows: 4 consecutive codes from an even source offset = two 16-bit
   // shared-memory loads per window.
   const int Kp = nblk * m;
+  if (is_lift68(m, L)) {  // one block per 8-element chunk: its windows go straight out
+    for (int c = threadIdx.x * 8; c < Kp; c += blockDim.x * 8) {
+      alignas(16) TIn e[8];
+      *reinterpret_cast<uint4*>(e) = c < Kr ? *reinterpret_cast<const uint4*>(row + c) : zero;
+      store_windows68(o + c / 8 * 12, quant8<TIn, FP8>(e, scale, inv));
+    }
+    zero_tail4(o, nblk * 12, K_out);
+    return;
+  }
   for (int c = threadIdx.x * 8; c < Kp; c += blockDim.x * 8) {
     alignas(16) TIn e[8];
     *reinterpret_cast<uint4*>(e) = c < Kr ? *reinterpret_cast<const uint4*>(row + c) : zero;

@@ -51,6 +51,15 @@ __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
   const float scale = amax > 0.0f ? __fdiv_rn(amax, a.qmax) : 1.0f;
   const float inv = __frcp_rn(scale);
   if (tid == 0) a.scales[r] = scale;
+  if (LIFT && is_lift68(a.m, a.L)) {  // chunk k is 6:8 block c / 8: 12 bytes straight out
+#pragma unroll
+    for (int k = 0; k < kRegChunks; ++k) {
+      const int c = (tid + k * nt) * 8;
+      if (c < C) store_windows68(o + c / 8 * 12, quant8<T, FP8>(pg[k].e, scale, inv));
+    }
+    zero_tail4(o, C / 8 * 12, a.K_out);  // C % 8 == 0: nblk = C / 8
+    return;
+  }
   uint8_t* dst = LIFT ? codes : o;
 #pragma unroll
   for (int k = 0; k < kRegChunks; ++k) {
