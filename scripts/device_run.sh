@@ -131,7 +131,7 @@ fi
 #   prefill   Qwen2.5-7B, E2E_PATTERNS x E2E_QUANTS + bf16 E2E_BF16_PATTERNS, M = E2E_M:
 #             7 loads + (warmup + reps) x sum(M) tokens                                  7 L + ~90 s
 #   decode    Qwen2.5-7B, E2E_DECODE_PATTERNS x E2E_DECODE_QUANTS + bf16 dense, E2E_BATCH:
-#             4 loads + (warmup + reps) x 128 steps per batch size                       4 L + ~60 s
+#             E2E_DECODE_ROUNDS (2) interleaved rounds of 4 loads + (warmup + reps) x 128 steps per B
 #   profile   Qwen2.5-7B --profile at M = 16384: int8 dense + 6:8, bf16 dense            3 L + ~10 s
 #   others    E2E_OTHER_MODELS at M = 16384, E2E_OTHER_PATTERNS x E2E_OTHER_QUANTS   ~(1B+3B+2x7B) L
 #   hf        bench/hf_e2e.py on the same config.json: prefill at E2E_M, decode at E2E_HF_BATCH ~90 s
@@ -156,6 +156,7 @@ if [ "$MODE" = e2e ]; then
   EM=${E2E_M:-512,2048,8192,16384,65536}
   EB=${E2E_BATCH:-1,16,64,256,512}
   REPS=${E2E_REPS:-5}
+  DROUNDS=${E2E_DECODE_ROUNDS:-2}  # decode: interleaved rounds, the last reported (docs/e2e.md)
   has() { [[ "$PARTS" == *",$1,"* ]]; }
   # Merged results + tables into $OUT, work folder archived into $OUT.
   publish() {
@@ -200,17 +201,17 @@ if [ "$MODE" = e2e ]; then
     part "bench e2e $ARCH decode (${E2E_DECODE_QUANTS:-int8} x ${E2E_DECODE_PATTERNS:-$PATS})" \
       e2e_decode_w8.log "$CLI" bench e2e --arch "$ARCH" --mode decode \
       --pattern "${E2E_DECODE_PATTERNS:-$PATS}" --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" \
-      --reps "$REPS" --out "$E/decode_w8" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+      --reps "$REPS" --rounds "$DROUNDS" --out "$E/decode_w8" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     # e.g. E2E_DECODE_AUTO=6:8 E2E_TUNING=tuning.json: the `auto >= 0.98x dense` target (auto picks
     # sparse only where tuning data says it wins: without E2E_TUNING it runs dense throughout)
     if [ -n "${E2E_DECODE_AUTO:-}" ]; then
       part "bench e2e $ARCH decode auto ($E2E_DECODE_AUTO)" e2e_decode_auto.log "$CLI" bench e2e \
         --arch "$ARCH" --mode decode --linear-mode auto --pattern "dense,$E2E_DECODE_AUTO" \
-        --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" --reps "$REPS" --out "$E/decode_auto" \
+        --quant "${E2E_DECODE_QUANTS:-int8}" --batch "$EB" --reps "$REPS" --rounds "$DROUNDS" --out "$E/decode_auto" \
         ${E2E_TUNING:+--tuning "$E2E_TUNING"}
     fi
     part "bench e2e $ARCH decode (bf16 dense)" e2e_decode_bf16.log "$CLI" bench e2e --arch "$ARCH" \
-      --mode decode --pattern dense --quant none --batch "$EB" --reps "$REPS" --out "$E/decode_bf16" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+      --mode decode --pattern dense --quant none --batch "$EB" --reps "$REPS" --rounds "$DROUNDS" --out "$E/decode_bf16" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
   fi
   if has profile; then
     part "bench e2e $ARCH --profile M=16384 (int8 dense,6:8)" e2e_profile_w8.log "$CLI" bench e2e \
