@@ -36,17 +36,6 @@ template <class T>
 __device__ __forceinline__ float round_to(float v) {
   return to_f32(from_f32<T>(v));
 }
-// round_to for a v that is not NaN: bf16 by integer round-half-even on the bits (an overflow
-// carries into the exponent and gives inf, as cvt.rn does), saving a quarter-rate conversion.
-template <class T>
-__device__ __forceinline__ float round_to_finite(float v) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const uint32_t b = __float_as_uint(v);
-    return __uint_as_float((b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u);
-  } else {
-    return round_to<T>(v);
-  }
-}
 // (T(a), T(b)) into out[0..1] with one packed conversion.
 template <class T>
 __device__ __forceinline__ void pack2_rn(float a, float b, T* out) {
@@ -70,16 +59,20 @@ __device__ __forceinline__ float exp_neg_sfu(float g) {
 }
 
 // T(silu(g)) = T(g / d), d = 1 + exp(-g), bit-identical to exact::silu_f32 rounded to T (the CPU
-// reference), computed fast: exp by the SFU (exp_neg_sfu) and the division by __fdividef (<= 2
-// ulp for d <= 2^126). The fast quotient is within ~2^-20 relative (< 32 fp32 ulps) of the
-// reference's exp_f32 + IEEE-division quotient, so when it is more than 64 ulps away from every
-// rounding boundary of T (a midpoint of T's grid) both round to the same T value. Otherwise (near
-// a boundary: ~0.2 % of bf16 and ~1.6 % of fp16 elements; T subnormal or overflow range; NaN; huge
-// d) the reference arithmetic itself decides.
+// reference), computed fast: exp by the SFU (exp_neg_sfu) and the division as g * rcp.approx(d)
+// (__fdividef's arithmetic, <= 2 ulp for d <= 2^126). The fast quotient is within ~2^-20 relative
+// (< 32 fp32 ulps) of the reference's exp_f32 + IEEE-division quotient, so when it is more than 64
+// ulps away from every rounding boundary of T (a midpoint of T's grid) both round to the same T
+// value. Otherwise (near a boundary: ~0.2 % of bf16 and ~1.6 % of fp16 elements; T subnormal or
+// overflow range; NaN; huge d) the reference arithmetic itself decides.
+// silu_t before its final rounding on the fast path: y with T(y) = T(silu(g)), or (slow path) the
+// T value itself, which T rounding leaves unchanged. Callers round two at a time.
 template <class T>
-__device__ __forceinline__ float silu_t(float g) {
+__device__ __forceinline__ float silu_t_unrounded(float g) {
   const float d = __fadd_rn(1.0f, exp_neg_sfu(g));
-  const float y = __fdividef(g, d);
+  float r;  // d >= 1 (or NaN): rcp.approx is what __fdividef uses for d <= 2^126, minus its
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));  // rescaling of tiny divisors
+  const float y = __fmul_rn(g, r);
   const uint32_t b = __float_as_uint(y);
   const float a = fabsf(y);
   bool fast;
@@ -87,8 +80,12 @@ __device__ __forceinline__ float silu_t(float g) {
     fast = a >= 6.103515625e-05f && a <= 65504.0f && (b & 0x1FFFu) - (0x1000u - 64u) > 128u;
   else
     fast = a >= 1.17549435e-38f && (b & 0xFFFFu) - (0x8000u - 64u) > 128u;
-  if (d < 1e30f && fast) return round_to_finite<T>(y);
+  if (d < 1e30f && fast) return y;
   return round_to<T>(__fdiv_rn(g, __fadd_rn(1.0f, exact::exp_f32(-g))));
+}
+template <class T>
+__device__ __forceinline__ float silu_t(float g) {
+  return round_to<T>(silu_t_unrounded<T>(g));
 }
 
 // HF SwiGLU element: T(T(silu(g)) * u).
@@ -96,15 +93,22 @@ template <class T>
 __device__ __forceinline__ T silu_mul_elem(T g, T u) {
   return from_f32<T>(__fmul_rn(silu_t<T>(to_f32(g)), to_f32(u)));
 }
-// Eight of them, the final roundings two per conversion instruction (cvt.rn.{bf16,f16}x2.f32).
+// Eight of them, every rounding two per conversion instruction (cvt.rn.{bf16,f16}x2.f32).
+// amax (optional): max(*amax, max |h|), taken on the fp32 products and rounded once (T rounding
+// is monotonic and symmetric: max |T(p)| = T(max |p|)).
 template <class T>
-__device__ __forceinline__ void silu_mul8(const T* g, const T* u, T* h) {
+__device__ __forceinline__ void silu_mul8(const T* g, const T* u, T* h, float* amax = nullptr) {
+  float m = 0.0f;
 #pragma unroll
   for (int i = 0; i < 8; i += 2) {
-    const float p0 = __fmul_rn(silu_t<T>(to_f32(g[i])), to_f32(u[i]));
-    const float p1 = __fmul_rn(silu_t<T>(to_f32(g[i + 1])), to_f32(u[i + 1]));
+    T s[2];
+    pack2_rn<T>(silu_t_unrounded<T>(to_f32(g[i])), silu_t_unrounded<T>(to_f32(g[i + 1])), s);
+    const float p0 = __fmul_rn(to_f32(s[0]), to_f32(u[i]));
+    const float p1 = __fmul_rn(to_f32(s[1]), to_f32(u[i + 1]));
     pack2_rn<T>(p0, p1, h + i);
+    m = fmaxf(m, fmaxf(fabsf(p0), fabsf(p1)));
   }
+  if (amax) *amax = fmaxf(*amax, round_to<T>(m));
 }
 
 // Block-wide sum of doubles (every thread gets the total; fixed order for a given blockDim).
@@ -188,9 +192,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
         Pack8<T> pg, pu, ph;
         pg.u = __ldg(reinterpret_cast<const uint4*>(g + c));
         pu.u = __ldg(reinterpret_cast<const uint4*>(u + c));
-        silu_mul8<T>(pg.e, pu.e, ph.e);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(to_f32(ph.e[i])));
+        silu_mul8<T>(pg.e, pu.e, ph.e, &amax);
         if constexpr (OUT == kRowPlain)
           *reinterpret_cast<uint4*>(static_cast<T*>(a.y) + r * C + c) = ph.u;
         else

@@ -41,9 +41,7 @@ __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
   for (int k = 0; k < kRegChunks; ++k) {
     if ((tid + k * nt) * 8 < C) {
       Pack8<T> h;
-      silu_mul8<T>(pg[k].e, pu[k].e, h.e);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(to_f32(h.e[i])));
+      silu_mul8<T>(pg[k].e, pu[k].e, h.e, &amax);
       pg[k] = h;
     }
   }
