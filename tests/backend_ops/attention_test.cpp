@@ -85,10 +85,11 @@ struct Err {
 struct PrefillCase {
   DType t;
   int64_t hd, H, KV, S, L, pos0;
+  int rows = 0;  // query rows per CTA: 0 (by the device), 64 or 128
   std::string name() const {
     return std::string(dtype_name(t)) + " hd=" + std::to_string(hd) + " H=" + std::to_string(H) +
            " KV=" + std::to_string(KV) + " S=" + std::to_string(S) + " L=" + std::to_string(L) +
-           " pos0=" + std::to_string(pos0);
+           " pos0=" + std::to_string(pos0) + " rows/CTA=" + std::to_string(rows);
   }
 };
 
@@ -112,8 +113,9 @@ Err run_prefill(const PrefillCase& c, uint64_t seed) {
   auto dq = to_device(q.raw), dk = to_device(kc.raw), dv = to_device(vc.raw);
   const int64_t out_rows = c.S * c.L + 1;  // one extra row: must stay poisoned
   auto dout = poisoned(out_rows * ldo * 2);
-  Status st = k::launch_attention_prefill(c.t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, c.S, c.L,
-                                          c.pos0, c.H, c.KV, c.hd, dout.get(), ldo, nullptr);
+  Status st =
+      k::launch_attention_prefill(c.t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, c.S, c.L, c.pos0,
+                                  c.H, c.KV, c.hd, dout.get(), ldo, nullptr, c.rows);
   EXPECT_TRUE(st.ok()) << st.to_string();
   auto out = to_host<uint16_t>(dout, out_rows * ldo);
   Err e;
@@ -155,7 +157,9 @@ TEST(CudaAttention, PrefillMatchesReference) {
         if (hd == 32 && hk.H != 4) continue;  // hd 32: one head layout is enough
         for (const SL& sl : sls)
           for (int64_t pos0 : {int64_t{0}, int64_t{37}}) {
-            PrefillCase c{t, hd, hk.H, hk.KV, sl.S, sl.L, pos0};
+            // Both CTA shapes (the device picks 128 rows where its shared memory allows).
+            const int rows = (pos0 == 0) == (sl.L % 2 == 0) ? 128 : 64;
+            PrefillCase c{t, hd, hk.H, hk.KV, sl.S, sl.L, pos0, rows};
             SCOPED_TRACE(c.name());
             Err e = run_prefill(c, ++seed);
             EXPECT_EQ(e.bad, 0) << "max abs err " << e.max_abs << " tol " << tol_for(t);
@@ -201,6 +205,10 @@ TEST(CudaAttention, PrefillRejectsBadArguments) {
   EXPECT_EQ(call(DType::kBF16, 260, 16, 8, 0, 4, 2, 64).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(call(DType::kBF16, 256, 16, 8, 0, 4, 2, 64, static_cast<char*>(p) + 2).code(),
             StatusCode::kInvalidArgument);
+  EXPECT_EQ(k::launch_attention_prefill(DType::kBF16, p, 256, p, p, 16, 1, 8, 8, 4, 2, 64, p, 256,
+                                        nullptr, 96)
+                .code(),
+            StatusCode::kInvalidArgument);  // rows per CTA: 0, 64 or 128
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
@@ -420,52 +428,56 @@ TEST(CudaAttention, DISABLED_Perf) {
     SS_ASSERT_OK(k::launch_fill_random(t, dq.get(), pc.S * pc.L * ldq, 1, nullptr));
     SS_ASSERT_OK(k::launch_fill_random(t, dk.get(), pc.S * max_ctx * KV * hd, 2, nullptr));
     SS_ASSERT_OK(k::launch_fill_random(t, dv.get(), pc.S * max_ctx * KV * hd, 3, nullptr));
-    auto run = [&] {
-      return k::launch_attention_prefill(t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, pc.S, pc.L,
-                                         0, H, KV, hd, dout.get(), ldq, nullptr);
-    };
-    SS_ASSERT_OK(run());
-    // Validate 48 sampled (sequence, row, head) outputs against the reference.
-    {
-      auto hq = to_host<uint16_t>(dq, pc.S * pc.L * ldq);
-      auto hk = to_host<uint16_t>(dk, pc.S * max_ctx * KV * hd);
-      auto hv = to_host<uint16_t>(dv, pc.S * max_ctx * KV * hd);
-      auto ho = to_host<uint16_t>(dout, pc.S * pc.L * ldq);
-      Mat mk(t, pc.S * max_ctx, KV * hd), mv(t, pc.S * max_ctx, KV * hd);
-      for (size_t i = 0; i < hk.size(); ++i) {
-        mk.raw[i] = hk[i], mk.f[i] = from_t(t, hk[i]);
-        mv.raw[i] = hv[i], mv.f[i] = from_t(t, hv[i]);
-      }
-      std::mt19937_64 rng(9);
-      double max_err = 0;
-      std::vector<double> ref(hd);
-      std::vector<float> qrow(hd);
-      for (int n = 0; n < 48; ++n) {
-        const int64_t s = rng() % pc.S, i = (n < 4) ? pc.L - 1 - n : rng() % pc.L, h = rng() % H;
-        const int64_t row = s * pc.L + i;
-        for (int64_t c = 0; c < hd; ++c) qrow[c] = from_t(t, hq[row * ldq + h * hd + c]);
-        ref_row(qrow.data(), mk, mv, s * max_ctx, (h / (H / KV)) * hd, i + 1, hd, ref.data());
-        for (int64_t c = 0; c < hd; ++c)
-          max_err = std::max(max_err, std::fabs(from_t(t, ho[row * ldq + h * hd + c]) - ref[c]));
-      }
-      EXPECT_LE(max_err, tol_for(t));
-    }
-    for (int i = 0; i < 3; ++i) SS_ASSERT_OK(run());
-    std::vector<float> ms;
-    for (int i = 0; i < 20; ++i) {
-      cudaEventRecord(e0);
+    for (int rows : {0, 64}) {  // the device's choice (128 on the H100), and 64-row CTAs
+      auto run = [&] {
+        return k::launch_attention_prefill(t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, pc.S,
+                                           pc.L, 0, H, KV, hd, dout.get(), ldq, nullptr, rows);
+      };
       SS_ASSERT_OK(run());
-      cudaEventRecord(e1);
-      cudaEventSynchronize(e1);
-      float x;
-      cudaEventElapsedTime(&x, e0, e1);
-      ms.push_back(x);
+      // Validate 48 sampled (sequence, row, head) outputs against the reference.
+      {
+        auto hq = to_host<uint16_t>(dq, pc.S * pc.L * ldq);
+        auto hk = to_host<uint16_t>(dk, pc.S * max_ctx * KV * hd);
+        auto hv = to_host<uint16_t>(dv, pc.S * max_ctx * KV * hd);
+        auto ho = to_host<uint16_t>(dout, pc.S * pc.L * ldq);
+        Mat mk(t, pc.S * max_ctx, KV * hd), mv(t, pc.S * max_ctx, KV * hd);
+        for (size_t i = 0; i < hk.size(); ++i) {
+          mk.raw[i] = hk[i], mk.f[i] = from_t(t, hk[i]);
+          mv.raw[i] = hv[i], mv.f[i] = from_t(t, hv[i]);
+        }
+        std::mt19937_64 rng(9);
+        double max_err = 0;
+        std::vector<double> ref(hd);
+        std::vector<float> qrow(hd);
+        for (int n = 0; n < 48; ++n) {
+          const int64_t s = rng() % pc.S, i = (n < 4) ? pc.L - 1 - n : rng() % pc.L, h = rng() % H;
+          const int64_t row = s * pc.L + i;
+          for (int64_t c = 0; c < hd; ++c) qrow[c] = from_t(t, hq[row * ldq + h * hd + c]);
+          ref_row(qrow.data(), mk, mv, s * max_ctx, (h / (H / KV)) * hd, i + 1, hd, ref.data());
+          for (int64_t c = 0; c < hd; ++c)
+            max_err = std::max(max_err, std::fabs(from_t(t, ho[row * ldq + h * hd + c]) - ref[c]));
+        }
+        EXPECT_LE(max_err, tol_for(t));
+      }
+      for (int i = 0; i < 3; ++i) SS_ASSERT_OK(run());
+      std::vector<float> ms;
+      for (int i = 0; i < 20; ++i) {
+        cudaEventRecord(e0);
+        SS_ASSERT_OK(run());
+        cudaEventRecord(e1);
+        cudaEventSynchronize(e1);
+        float x;
+        cudaEventElapsedTime(&x, e0, e1);
+        ms.push_back(x);
+      }
+      const double flops = 4.0 * pc.S * H * hd * (pc.L * (pc.L + 1) / 2.0);
+      const float m = median(ms);
+      std::printf(
+          "prefill bf16 H=28 KV=4 hd=128 S=%lld L=%lld rows/CTA %s: %.3f ms, %.1f TFLOPS "
+          "(causal)\n",
+          static_cast<long long>(pc.S), static_cast<long long>(pc.L), rows == 0 ? "auto" : "64", m,
+          flops / (m * 1e-3) / 1e12);
     }
-    const double flops = 4.0 * pc.S * H * hd * (pc.L * (pc.L + 1) / 2.0);
-    const float m = median(ms);
-    std::printf("prefill bf16 H=28 KV=4 hd=128 S=%lld L=%lld: %.3f ms, %.1f TFLOPS (causal)\n",
-                static_cast<long long>(pc.S), static_cast<long long>(pc.L), m,
-                flops / (m * 1e-3) / 1e12);
   }
 
   const int64_t max_ctx = 4096;

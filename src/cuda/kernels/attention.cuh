@@ -4,7 +4,8 @@
 // Prefill (flash-style, tiled, tensor cores): S sequences of L new queries each; sequence s uses
 // cache slot s and its query rows are s*L .. s*L+L-1 of q [S*L, ldq] (head h at column h*hd);
 // the query at row s*L+i sits at position pos0+i and attends keys 0 .. pos0+i of slot s (the cache
-// already holds them). out: [S*L, ldo], head h at column h*hd.
+// already holds them). out: [S*L, ldo], head h at column h*hd. rows_per_cta: query rows per CTA,
+// 128 or 64 (same results; 0: 128 where the device's shared memory per block allows, else 64).
 //
 // Decode: one query per sequence b = 0..B-1 (row b of q), cache slot b, attending keys
 // 0 .. kv_len[b]-1 (device array). The launch grid depends only on B and max_ctx, never on
@@ -28,7 +29,7 @@ namespace slidesparse::cuda::kernels {
 Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
                                 const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
                                 int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
-                                int64_t ldo, cudaStream_t stream);
+                                int64_t ldo, cudaStream_t stream, int rows_per_cta = 0);
 
 // Scratch the decode launch needs (split-KV partial results), 0 if none; the caller allocates it
 // once for the largest B and max_ctx it will use.

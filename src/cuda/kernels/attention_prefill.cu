@@ -1,7 +1,8 @@
 // Causal GQA prefill attention over the KV cache, FlashAttention-2 style: one CTA = 128 query
 // rows of one head (4 warps x 32 rows, two m16 tiles per warp, so every K/V fragment loaded from
-// shared memory feeds two MMAs); Q stays in shared memory, key/value tiles of 64 rows stream
-// through double-buffered shared memory with cp.async (104 KB at hd 128, 2 CTAs per SM); S = Q K^T
+// shared memory feeds two MMAs; 64 rows, one tile per warp, on GPUs with less shared memory per
+// block); Q stays in shared memory, key/value tiles of 64 rows stream through double-buffered
+// shared memory with cp.async (104 KB at hd 128, 2 CTAs per SM on the H100); S = Q K^T
 // and O += P V on tensor cores (mma.sync m16n8k16), online softmax in fp32, P rounded to T before
 // P V, O in fp32 rounded to T once at the end. A warp skips key tiles that lie wholly past its last
 // query row (the causal diagonal), which changes no arithmetic.
@@ -22,13 +23,14 @@ using namespace sm80;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kMt = 2;                   // m16 tiles per warp
-constexpr int kWarpRows = 16 * kMt;      // query rows per warp
-constexpr int kBr = kWarpRows * kWarps;  // query rows per CTA
-constexpr int kBc = 64;                  // keys per tile
+constexpr int kBc = 64;  // keys per tile
 
-template <int HD>
-struct Smem {
+// MT m16 tiles per warp: MT = 2 (128-row CTAs) where the device's shared memory per block allows
+// it, MT = 1 (64-row CTAs, 87 KB at hd 128) on GPUs with less (sm_86 / sm_89: 99 KB).
+template <int HD, int MT>
+struct Tile {
+  static constexpr int kWarpRows = 16 * MT;       // query rows per warp
+  static constexpr int kBr = kWarpRows * kWarps;  // query rows per CTA
   // Rows padded by 16 bytes: the 8 row addresses of one ldmatrix fall in distinct bank groups.
   static constexpr int kStride = HD + 8;
   static constexpr int kElems = (kBr + 4 * kBc) * kStride;  // Q, K[2], V[2]
@@ -39,17 +41,18 @@ struct Smem {
 template <int HD, int ROWS, class T>
 __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int valid,
                                           const T* safe, int tid) {
-  cp_async_tile<HD, ROWS, kThreads, Smem<HD>::kStride>(dst, src, ld, valid, safe, tid);
+  cp_async_tile<HD, ROWS, kThreads, HD + 8>(dst, src, ld, valid, safe, tid);
 }
 
 // Grid: x = q head, y = query block (heaviest first), z = sequence. q heads of one kv head are
 // neighbours in launch order, so their K/V tiles are read from L2 rather than DRAM.
-template <class T, int HD>
+template <class T, int HD, int MT>
 __global__ void __launch_bounds__(kThreads, 2)
     prefill_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
                    const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0, int rep,
                    int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
-  constexpr int kStride = Smem<HD>::kStride;
+  constexpr int kStride = Tile<HD, MT>::kStride, kBr = Tile<HD, MT>::kBr;
+  constexpr int kWarpRows = Tile<HD, MT>::kWarpRows, kMt = MT;
   constexpr int kDk = HD / 16;  // k-steps of Q K^T
   constexpr int kNt = kBc / 8;  // n-tiles of S
   extern __shared__ uint4 smem_raw[];
@@ -218,12 +221,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
 }
 
-template <class T, int HD>
-Status launch_hd(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
-                 int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
-                 void* out, int64_t ldo, cudaStream_t stream) {
-  constexpr size_t smem = Smem<HD>::kBytes;
-  auto kernel = prefill_kernel<T, HD>;
+template <class T, int HD, int MT>
+Status launch_tile(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
+                   int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
+                   void* out, int64_t ldo, cudaStream_t stream) {
+  constexpr size_t smem = Tile<HD, MT>::kBytes;
+  constexpr int kBr = Tile<HD, MT>::kBr;
+  auto kernel = prefill_kernel<T, HD, MT>;
   SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>((L + kBr - 1) / kBr),
@@ -237,22 +241,40 @@ Status launch_hd(const void* q, int64_t ldq, const void* k_cache, const void* v_
   return Status::Ok();
 }
 
+// rows_per_cta: 128, 64, or 0 = the largest whose shared memory the device allows per block.
+template <class T, int HD>
+Status launch_hd(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
+                 int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
+                 void* out, int64_t ldo, int rows_per_cta, cudaStream_t stream) {
+  if (rows_per_cta == 0) {
+    int dev = 0, optin = 0;
+    SS_CUDA_TRY(cudaGetDevice(&dev));
+    SS_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    rows_per_cta = Tile<HD, 2>::kBytes <= static_cast<size_t>(optin) ? 128 : 64;
+  }
+  if (rows_per_cta == 128)
+    return launch_tile<T, HD, 2>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+                                 stream);
+  return launch_tile<T, HD, 1>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+                               stream);
+}
+
 template <class T>
 Status launch_t(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                 int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
-                int64_t hd, void* out, int64_t ldo, cudaStream_t stream) {
+                int64_t hd, void* out, int64_t ldo, int rows, cudaStream_t stream) {
   switch (hd) {
     case 16:
-      return launch_hd<T, 16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+      return launch_hd<T, 16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
                               stream);
     case 32:
-      return launch_hd<T, 32>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+      return launch_hd<T, 32>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
                               stream);
     case 64:
-      return launch_hd<T, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+      return launch_hd<T, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
                               stream);
     default:
-      return launch_hd<T, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+      return launch_hd<T, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
                                stream);
   }
 }
@@ -266,8 +288,11 @@ bool aligned16(const void* p) {
 Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
                                 const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
                                 int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
-                                int64_t ldo, cudaStream_t stream) {
+                                int64_t ldo, cudaStream_t stream, int rows_per_cta) {
   const std::string what = "attention_prefill: ";
+  if (rows_per_cta != 0 && rows_per_cta != 64 && rows_per_cta != 128)
+    return invalid_argument(what + "rows_per_cta " + std::to_string(rows_per_cta) +
+                            " (expected 0 = by the device, 64 or 128)");
   if (t != DType::kBF16 && t != DType::kF16)
     return unsupported(what + "dtype " + dtype_name(t) + " not supported (expected BF16 or F16)");
   if (hd != 16 && hd != 32 && hd != 64 && hd != 128)
@@ -289,9 +314,9 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   if (S == 0 || L == 0) return Status::Ok();
   if (t == DType::kBF16)
     return launch_t<__nv_bfloat16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out,
-                                   ldo, stream);
+                                   ldo, rows_per_cta, stream);
   return launch_t<__half>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out, ldo,
-                          stream);
+                          rows_per_cta, stream);
 }
 
 }  // namespace slidesparse::cuda::kernels
