@@ -162,14 +162,12 @@ CommandRegistrar reg_logits(
           SS_RETURN_IF_ERROR(m->forward(ids.data(), n, logits.data()));
         } else {
 #ifdef SLIDESPARSE_WITH_CUDA
-          // Row i is the last-token logits of a prefill of ids[0..i] (the engine returns only
-          // each sequence's last row; causal attention makes this row i of a full prefill).
+          // One prefill; row i = the logits after ids[0..i].
           SS_ASSIGN_OR_RETURN(CudaModelOptions o, cuda_options(a->dev, n));
           SS_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m, CudaModel::load(a->model, o));
           V = m->config().vocab_size;
           logits.resize(static_cast<size_t>(n * V));
-          for (int64_t i = 0; i < n; ++i)
-            SS_RETURN_IF_ERROR(m->prefill(ids.data(), 1, i + 1, logits.data() + i * V));
+          SS_RETURN_IF_ERROR(m->prefill_all_logits(ids.data(), n, logits.data()));
 #endif
         }
         const std::string tmp = a->out + ".tmp";

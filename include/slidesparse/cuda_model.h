@@ -74,6 +74,10 @@ class CudaModel {
   // Errors: S > max_batch, L > max_ctx, S*L > max_step_tokens, ids out of range.
   virtual Status prefill(const int32_t* tokens, int64_t S, int64_t L, float* logits,
                          int32_t* next = nullptr) = 0;
+  // Prefill of one sequence (slot 0) with the logits of every position: host [L, vocab] fp32, row
+  // i = the logits after tokens 0..i (row i of a full forward; what prefill of tokens[0..i] gives
+  // up to GEMM rounding order). Same errors as prefill(tokens, 1, L, ...).
+  virtual Status prefill_all_logits(const int32_t* tokens, int64_t L, float* logits) = 0;
   // Decode: token b appended to slot b (b = 0..B-1) at position cache_len(b). logits: host
   // [B, vocab] fp32 or null; next: host [B] greedy (argmax, lowest id on ties) ids or null.
   // Errors: B > max_batch, a slot full (cache_len == max_ctx), ids out of range.

@@ -284,6 +284,41 @@ TEST(CudaModel, BatchedPrefillAndDecodeEqualSingleSequenceRuns) {
   }
 }
 
+// prefill_all_logits (one prefill, every position's logits; the final norm and lm_head in chunks
+// of max_batch rows, the last one partial) equals prefilling each prefix separately.
+TEST(CudaModel, PrefillAllLogitsEqualsPrefixPrefills) {
+  SS_SKIP_WITHOUT_GPU();
+  for (const auto& [arch, pattern, q] :
+       std::vector<std::tuple<std::string, std::string, QuantMode>>{
+           {"tiny-qwen2", "6:8", QuantMode::kInt8}, {"tiny-llama", "hf", QuantMode::kNone}}) {
+    CudaModelOptions o;
+    o.max_batch = 3;
+    o.max_ctx = 24;
+    auto m = load_or_die(checkpoint(arch, pattern, q), o);
+    ASSERT_TRUE(m);
+    const int64_t V = m->config().vocab_size, L = 20;
+    const std::vector<int32_t> ids = random_ids(L, V, 91);
+    std::vector<float> all(static_cast<size_t>(L * V), NAN), one(static_cast<size_t>(V));
+    SS_ASSERT_OK(m->prefill_all_logits(ids.data(), L, all.data()));
+    EXPECT_EQ(m->cache_len(0), L);
+    float worst = 0;
+    for (int64_t i = 0; i < L; ++i) {
+      SS_ASSERT_OK(m->prefill(ids.data(), 1, i + 1, one.data()));
+      const float err = max_diff(all.data() + i * V, one.data(), V), scale = max_abs(one);
+      EXPECT_LE(err, 1e-2f * scale) << arch << " " << pattern << " row " << i;
+      worst = std::max(worst, err / scale);
+    }
+    std::vector<float> first(static_cast<size_t>(V));
+    SS_ASSERT_OK(m->prefill_all_logits(ids.data(), 1, first.data()));
+    SS_ASSERT_OK(m->prefill(ids.data(), 1, 1, one.data()));
+    EXPECT_EQ(max_diff(first.data(), one.data(), V), 0.0f);
+    EXPECT_EQ(m->prefill_all_logits(ids.data(), 25, all.data()).code(),
+              StatusCode::kInvalidArgument);  // L > max_ctx
+    std::printf("[all logits] %s %s %s: max|all-prefix|/max|logit| = %.2e\n", arch.c_str(),
+                pattern.c_str(), quant_mode_name(q), worst);
+  }
+}
+
 // Decode replayed from CUDA graphs (device pos/kv_len arrays change between replays) gives the
 // same logits, bit for bit, as eager decode; also across a prefill between decodes and B = 1, 2.
 TEST(CudaModel, GraphDecodeEqualsEagerDecodeBitExact) {

@@ -523,6 +523,28 @@ class CudaModelImpl final : public CudaModel {
     return Status::Ok();
   }
 
+  Status prefill_all_logits(const int32_t* tokens, int64_t L, float* logits) override {
+    const int64_t V = cfg_.vocab_size, C = cfg_.hidden_size;
+    if (!logits) return invalid_argument("prefill_all_logits: no logits buffer");
+    SS_RETURN_IF_ERROR(prefill(tokens, 1, L, L == 1 ? logits : nullptr, nullptr));
+    if (L == 1) return Status::Ok();
+    // x_ / d_ still hold every row's residual and last MLP delta (the step normed copies of the
+    // last rows): the final add + norm and the lm_head run on chunks of max_batch rows.
+    const size_t es = dtype_size(T_), row = static_cast<size_t>(C) * es;
+    for (int64_t r0 = 0; r0 < L; r0 += max_batch_) {
+      const int64_t n = std::min(max_batch_, L - r0);
+      SS_RETURN_IF_ERROR(kernels::launch_add_rmsnorm(
+          T_, x_.as<uint8_t>() + r0 * row, d_.as<uint8_t>() + r0 * row, final_norm_.get(),
+          static_cast<float>(cfg_.rms_norm_eps), hl_.get(), n, C, stream_));
+      SS_RETURN_IF_ERROR(lm_head_->forward(hl_.get(), logits_.get(), n, stream_));
+      SS_CUDA_TRY(cudaMemcpyAsync(h_logits_, logits_.get(), static_cast<size_t>(n * V) * es,
+                                  cudaMemcpyDeviceToHost, stream_));
+      SS_CUDA_TRY(cudaStreamSynchronize(stream_));
+      SS_RETURN_IF_ERROR(convert_to_f32(T_, h_logits_, logits + r0 * V, n * V));
+    }
+    return Status::Ok();
+  }
+
   Status decode(const int32_t* tokens, int64_t B, float* logits, int32_t* next) override {
     if (B < 1 || B > max_batch_)
       return invalid_argument("decode: B=" + std::to_string(B) + " sequences, expected 1.." +
