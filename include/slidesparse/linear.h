@@ -130,6 +130,9 @@ class GpuLinear {
   // After run_gemm (or forward with a bias or padding): host copy of the accumulators [M, N]
   // (I32 for int8, F32 for fp8, the activation dtype for bf16/fp16). Synchronizes the stream.
   virtual Status copy_accumulators(int64_t M, void* host, void* stream) = 0;
+  // Device weight [N, K] in the activation dtype, rows unpadded, when this is a dense W16A16
+  // layer stored exactly so (a tied embedding table can share it); else null.
+  virtual const void* dense_weight() const { return nullptr; }
 
   // Tuning hooks (`slidesparse tune`, `bench kernel`). gemm_configs: how many explicit GEMM
   // configurations exist for this M (cuSPARSELt: ALG_CONFIG_MAX_ID + 1; cuBLASLt: heuristic

@@ -177,6 +177,10 @@ class DenseLinear final : public GpuLinear {
     return l;
   }
 
+  const void* dense_weight() const override {
+    return q_ == QuantMode::kNone && !cg_ && K_al_ == K_ && N_gemm_ == N_ ? w_.get() : nullptr;
+  }
+
   std::string describe() const override {
     return std::string(cg_ ? "dense CUTLASS " : "dense cuBLASLt ") + prec_ +
            " N=" + std::to_string(N_) + " K=" + std::to_string(K_);

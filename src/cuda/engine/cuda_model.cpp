@@ -273,7 +273,8 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
     e.weights += one * static_cast<size_t>(c.num_layers);
   }
   const size_t es = dtype_size(act);
-  e.weights += 2 * static_cast<size_t>(c.vocab_size * c.hidden_size) * es;  // embedding + lm_head
+  e.weights += (c.tie_word_embeddings ? 1 : 2) * static_cast<size_t>(c.vocab_size * c.hidden_size) *
+               es;  // embedding + lm_head (one shared table when tied)
   e.weights += static_cast<size_t>((2 * c.num_layers + 1) * c.hidden_size) * es;
   return e;
 }
@@ -433,13 +434,19 @@ class CudaModelImpl final : public CudaModel {
     return Status::Ok();
   }
 
-  // Embedding table [V, C] (and lm_head, the same when tied), norms: fp32 host -> T on device.
+  // Embedding table [V, C] and lm_head (the same when tied), norms: fp32 host -> T on device.
+  // Tied: the embedding kernel reads the lm_head's copy of the table (same [V, C] T layout and
+  // conversion), so the table is on the device once.
   Status set_embeddings(const std::vector<float>& embed, const std::vector<float>* lm_head) {
     const int64_t V = cfg_.vocab_size, C = cfg_.hidden_size;
-    SS_RETURN_IF_ERROR(upload_t(embed_, embed));
     const std::vector<float>& w = lm_head ? *lm_head : embed;
     SS_ASSIGN_OR_RETURN(
         lm_head_, make_dense_linear(w.data(), V, C, QuantMode::kNone, nullptr, linear_config()));
+    embed_w_ = lm_head ? nullptr : lm_head_->dense_weight();
+    if (!embed_w_) {
+      SS_RETURN_IF_ERROR(upload_t(embed_, embed));
+      embed_w_ = embed_.get();
+    }
     return Status::Ok();
   }
   Status set_norms(int64_t layer, const std::vector<float>& attn, const std::vector<float>& mlp) {
@@ -742,7 +749,7 @@ class CudaModelImpl final : public CudaModel {
     const int64_t C = c.hidden_size, H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
     const int64_t F = c.intermediate_size, V = c.vocab_size, qkvN = (H + 2 * KV) * hd;
     SS_RETURN_IF_ERROR(timed(kOpEmbedding, [&] {
-      return kernels::launch_embedding(T_, embed_.get(), V, C, ids_.as<int32_t>(), M, x_.get(),
+      return kernels::launch_embedding(T_, embed_w_, V, C, ids_.as<int32_t>(), M, x_.get(),
                                        stream_);
     }));
     for (size_t li = 0; li < layers_.size(); ++li) {
@@ -822,7 +829,8 @@ class CudaModelImpl final : public CudaModel {
   std::shared_ptr<LinearScratch> scratch_;
   std::vector<Layer> layers_;
   std::unique_ptr<GpuLinear> lm_head_;
-  DeviceBuffer embed_, final_norm_, inv_freq_;  // [V, C] T, [C] T, [hd/2] fp32
+  DeviceBuffer embed_, final_norm_, inv_freq_;  // [V, C] T (untied), [C] T, [hd/2] fp32
+  const void* embed_w_ = nullptr;               // the table: embed_ or the tied lm_head's weight
   DeviceBuffer x_, d_, h_;                      // [M, C] T: residual, delta, normed
   DeviceBuffer qkv_;                            // [M, (H + 2 KV) hd] T
   DeviceBuffer att_;                            // [M, H hd] T
