@@ -65,8 +65,8 @@ __device__ __forceinline__ float exp_neg_sfu(float g) {
 // ulps away from every rounding boundary of T (a midpoint of T's grid) both round to the same T
 // value. Otherwise (near a boundary: ~0.2 % of bf16 and ~1.6 % of fp16 elements; T subnormal or
 // overflow range; NaN; huge d) the reference arithmetic itself decides.
-// silu_t before its final rounding on the fast path: y with T(y) = T(silu(g)), or (slow path) the
-// T value itself, which T rounding leaves unchanged. Callers round two at a time.
+// silu_t_unrounded: the fast y before that final rounding, or (slow path) the T value itself, which
+// rounding leaves unchanged; silu_mul8 rounds two per conversion, silu_t one.
 template <class T>
 __device__ __forceinline__ float silu_t_unrounded(float g) {
   const float d = __fadd_rn(1.0f, exp_neg_sfu(g));
