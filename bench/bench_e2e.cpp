@@ -43,6 +43,7 @@ constexpr int64_t kMaxBatch = 4096;
 struct E2eArgs {
   std::string model, arch, patterns = "dense,2:4,6:8", quants = "int8,fp8,none";
   std::string linear_mode = "sparse", mode = "both", act = "bf16", tuning, out;
+  std::string gemm_backend = "best";
   std::string Ms = "512,1024,2048,4096,8192,16384,32768,65536";
   std::string batches = "1,2,4,8,16,32,64,128,256,512";
   int64_t prompt_len = 1024, decode_prompt = 16, gen_len = 128;
@@ -97,6 +98,10 @@ Expected<E2ePlan> make_plan(const E2eArgs& a) {
   else
     return invalid_argument("--linear-mode '" + a.linear_mode +
                             "': expected sparse, auto or dense");
+  if (a.gemm_backend != "best" && a.gemm_backend != "library" && a.gemm_backend != "cutlass" &&
+      a.gemm_backend != "default")
+    return invalid_argument("--gemm-backend '" + a.gemm_backend +
+                            "': expected best, library, cutlass or default");
   if (a.mode == "prefill" || a.mode == "both") p.prefill = true;
   if (a.mode == "decode" || a.mode == "both") p.decode = true;
   if (!p.prefill && !p.decode)
@@ -263,6 +268,7 @@ class E2eRunner {
     o.mode = v.pattern == "dense" && p_.slidesparse_ckpt ? LinearMode::kDense : p_.linear_mode;
     o.tuning_path = a_.tuning;
     o.profile = a_.profile;
+    SS_ASSIGN_OR_RETURN(o.gemm_backend, gemm_backend_parse(a_.gemm_backend));
     if (prefill) {
       int64_t S = 1, Mmax = 1;
       for (int64_t M : p_.Ms) {
@@ -311,6 +317,7 @@ class E2eRunner {
             {"pattern", v.pattern},
             {"mode", mode},
             {"linear_mode", v.pattern == "dense" ? "dense" : linear_mode_name(p_.linear_mode)},
+            {"gemm_backend", a_.gemm_backend},
             {"description", m.description()},
             {"weight_gb", static_cast<double>(m.weight_bytes()) / 1e9},
             {"reps", a_.reps},
@@ -548,6 +555,10 @@ CommandRegistrar reg_bench_e2e(
                      "compare models of the same round)");
       sub.add_option("--seed", a->seed, "weights and token ids seed (default 0)");
       sub.add_option("--tuning", a->tuning, "tuning JSON from `slidesparse tune`");
+      sub.add_option("--gemm-backend", a->gemm_backend,
+                     "int8/fp8 GEMMs: best (default: cuBLASLt/cuSPARSELt below M = 512, CUTLASS "
+                     "with the fused epilogue from 512, where built for sm_90), library, cutlass, "
+                     "or default (SLIDESPARSE_*_BACKEND)");
       sub.add_flag("--profile", a->profile,
                    "per-op time breakdown and GEMM vs non-GEMM fraction (models loaded in profile "
                    "mode: decode then runs without CUDA graphs)");

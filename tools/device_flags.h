@@ -1,6 +1,7 @@
 // Flags of the commands that can run on the CUDA engine (`generate`, `eval logits`):
 // --device cpu|cuda and, for cuda, --dtype, --mode, --quant, --pattern, --prune, --tuning,
-// --max-ctx, turned into CudaModelOptions; and the --tokens id list both commands take.
+// --max-ctx, --gemm-backend, turned into CudaModelOptions; and the --tokens id list both commands
+// take.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -44,7 +45,7 @@ inline Expected<std::vector<int32_t>> parse_token_ids(const std::string& s) {
 
 struct DeviceFlags {
   std::string device = "cpu", dtype = "bf16", mode = "sparse", quant = "none", pattern,
-              prune = "magnitude", tuning;
+              prune = "magnitude", tuning, gemm_backend = "best";
   int64_t max_ctx = 0;
 };
 
@@ -59,16 +60,20 @@ inline void add_device_flags(CLI::App& sub, DeviceFlags* f) {
   sub.add_option("--prune", f->prune, "cuda: magnitude (default) with --pattern");
   sub.add_option("--tuning", f->tuning, "cuda: `slidesparse tune` JSON for the GEMM choices");
   sub.add_option("--max-ctx", f->max_ctx, "cuda: KV cache positions (default: the run's need)");
+  sub.add_option("--gemm-backend", f->gemm_backend,
+                 "cuda: int8/fp8 GEMMs best (default) | library | cutlass | default");
 }
 
 // Checks the flags; an error if a cuda-only flag is set with --device cpu.
 inline Status check_device_flags(const DeviceFlags& f) {
   if (f.device != "cpu" && f.device != "cuda")
     return invalid_argument("--device " + f.device + ": expected cpu or cuda");
-  if (f.device == "cpu" && (f.dtype != "bf16" || f.mode != "sparse" || f.quant != "none" ||
-                            !f.pattern.empty() || !f.tuning.empty() || f.max_ctx != 0))
+  if (f.device == "cpu" &&
+      (f.dtype != "bf16" || f.mode != "sparse" || f.quant != "none" || !f.pattern.empty() ||
+       !f.tuning.empty() || f.max_ctx != 0 || f.gemm_backend != "best"))
     return invalid_argument(
-        "--dtype/--mode/--quant/--pattern/--tuning/--max-ctx apply to --device cuda only");
+        "--dtype/--mode/--quant/--pattern/--tuning/--max-ctx/--gemm-backend apply to --device "
+        "cuda only");
 #ifndef SLIDESPARSE_WITH_CUDA
   if (f.device == "cuda")
     return unsupported("--device cuda: this build has no CUDA backend (built without nvcc)");
@@ -102,6 +107,7 @@ inline Expected<CudaModelOptions> cuda_options(const DeviceFlags& f, int64_t max
     o.dense_quant = q;
   }
   o.tuning_path = f.tuning;
+  SS_ASSIGN_OR_RETURN(o.gemm_backend, gemm_backend_parse(f.gemm_backend));
   if (f.max_ctx < 0) return invalid_argument("--max-ctx must be >= 0");
   o.max_ctx = f.max_ctx > 0 ? f.max_ctx : max_ctx;
   o.max_batch = 1;

@@ -27,8 +27,13 @@ struct CudaModelOptions {
   QuantMode dense_quant = QuantMode::kNone;  // plain HF checkpoint, no sparsify: W16A16 or W8A8
   SparsifyOptions sparsify;                  // plain HF checkpoint pruned at load (as convert)
   std::string tuning_path;                   // `slidesparse tune` JSON (optional)
-  int64_t max_batch = 1;                     // KV cache slots (sequences)
-  int64_t max_ctx = 0;                       // positions per slot; 0: min(model maximum, 4096)
+  // GEMMs of the int8 / fp8 linears (linear.h): kBest = cuBLASLt / cuSPARSELt below M = 512,
+  // CUTLASS with the fused dequant epilogue from 512 (bf16 activations on sm_90; elsewhere the
+  // library), at the cost of a second copy of each sparse weight; kLibrary / kCutlass: one;
+  // kDefault: the SLIDESPARSE_{DENSE,SPARSE}_BACKEND variables. bf16 / fp16 linears: the library.
+  GemmBackend gemm_backend = GemmBackend::kBest;
+  int64_t max_batch = 1;        // KV cache slots (sequences)
+  int64_t max_ctx = 0;          // positions per slot; 0: min(model maximum, 4096)
   int64_t max_step_tokens = 0;  // largest M of one forward; 0: max_batch * max_ctx (capped 65536)
   bool cuda_graphs = true;      // decode steps replay a captured graph per batch size
   bool profile = false;         // per-op GPU time (CUDA events around every op; disables graphs)

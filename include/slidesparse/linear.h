@@ -65,12 +65,26 @@ class TuningTable {
 // Which library runs a layer's GEMM. kLibrary: cuBLASLt (dense) / cuSPARSELt (sparse).
 // kCutlass: the CUTLASS sm90a kernels (int8 / fp8 only, H100-class GPUs, builds with
 // -DSLIDESPARSE_CUTLASS=ON); with bf16 activations forward() runs the dequant + bias inside the
-// GEMM's epilogue instead of a separate kernel. kDefault: the environment variable
-// SLIDESPARSE_SPARSE_BACKEND (sparse layers) / SLIDESPARSE_DENSE_BACKEND (dense layers), each
-// "cutlass" or "library" (also "cusparselt" / "cublaslt"); unset: kLibrary.
-enum class GemmBackend { kDefault, kLibrary, kCutlass };
+// GEMM's epilogue instead of a separate kernel. kBest: both, picked per M — CUTLASS for
+// M >= kCutlassMinM (its fused epilogue wins there), the library below (CUTLASS's 128-token tiles
+// leave most SMs idle at decode sizes); a dense layer keeps one weight for both GEMMs, a sparse
+// layer holds both compressed weights (the two libraries' formats differ). kBest applies to
+// int8 / fp8 layers with bf16 activations on a GPU the CUTLASS kernels run on; elsewhere it is
+// kLibrary. kDefault: the environment variable SLIDESPARSE_SPARSE_BACKEND (sparse layers) /
+// SLIDESPARSE_DENSE_BACKEND (dense layers), each "best", "cutlass" or "library" (also
+// "cusparselt" / "cublaslt"); unset: kLibrary. The variables move only int8 / fp8 layers (a
+// model's bf16 / fp16 layers stay on the library); an explicit kCutlass on a bf16 / fp16 layer
+// is kUnsupported.
+enum class GemmBackend { kDefault, kLibrary, kCutlass, kBest };
+// The backend a layer built with `b` runs (kLibrary, kCutlass or kBest): kDefault read from the
+// environment variable of a dense / sparse layer, kBest reduced to kLibrary where it does not
+// apply. Errors: an unparsable variable.
+Expected<GemmBackend> effective_gemm_backend(GemmBackend b, bool sparse, QuantMode q, DType act);
+// Smallest M that kBest runs on CUTLASS (H100, Qwen2.5-7B int8 decode, tokens/s CUTLASS /
+// library: dense 0.92x at B = 256, 1.22x at B = 512; 2:4 1.04x / 1.24x; 6:8 0.95x / 1.21x).
+inline constexpr int64_t kCutlassMinM = 512;
 Expected<GemmBackend> gemm_backend_parse(std::string_view s);
-const char* gemm_backend_name(GemmBackend b);  // "default", "library", "cutlass"
+const char* gemm_backend_name(GemmBackend b);  // "default", "library", "cutlass", "best"
 
 // Forward scratch (quantized/lifted operand, scales, accumulators, cuBLASLt workspace) that
 // several layers share when they run one after another on one stream, as an engine's layers do:

@@ -70,14 +70,25 @@ Status check_m(int64_t M) {
   return Status::Ok();
 }
 
-// kDefault -> the environment variable `env`, else kLibrary.
-Expected<GemmBackend> resolve_backend(GemmBackend b, const char* env) {
-  if (b != GemmBackend::kDefault) return b;
-  const char* v = std::getenv(env);
-  if (!v || !*v) return GemmBackend::kLibrary;
-  auto r = gemm_backend_parse(v);
-  if (!r.ok()) return invalid_argument(std::string(env) + ": " + r.status().message());
-  return *r == GemmBackend::kDefault ? GemmBackend::kLibrary : *r;
+// kDefault -> the environment variable `env`, else kLibrary. The variable selects CUTLASS for
+// W8A8 layers only (`q8`): a model's bf16/fp16 layers (lm_head, W16A16) stay on the library,
+// while an explicit kCutlass for them is an error of the caller. kBest becomes kLibrary where
+// the CUTLASS path would not win: not W8A8, fp16 activations (no fused epilogue), no CUTLASS
+// build, not sm_90.
+Expected<GemmBackend> resolve_backend(GemmBackend b, const char* env, bool q8, DType act) {
+  if (b == GemmBackend::kDefault) {
+    const char* v = std::getenv(env);
+    if (!v || !*v) return GemmBackend::kLibrary;
+    auto r = gemm_backend_parse(v);
+    if (!r.ok()) return invalid_argument(std::string(env) + ": " + r.status().message());
+    b = q8 ? *r : GemmBackend::kLibrary;
+  }
+  if (b == GemmBackend::kBest) {
+    int sm = 0;
+    if (!q8 || act != DType::kBF16 || !cutlass_built() || !check_device(&sm).ok() || sm != 90)
+      return GemmBackend::kLibrary;
+  }
+  return b == GemmBackend::kDefault ? GemmBackend::kLibrary : b;
 }
 
 // Per-channel vector [n] padded to n_pad with `fill` (the CUTLASS epilogue reads N_gemm >= N).
@@ -132,7 +143,8 @@ class DenseLinear final : public GpuLinear {
                                                        const float* bias, const LinearConfig& cfg) {
     SS_RETURN_IF_ERROR(check_act(cfg.act_dtype));
     SS_ASSIGN_OR_RETURN(GemmBackend be,
-                        resolve_backend(cfg.dense_backend, "SLIDESPARSE_DENSE_BACKEND"));
+                        resolve_backend(cfg.dense_backend, "SLIDESPARSE_DENSE_BACKEND",
+                                        q != QuantMode::kNone, cfg.act_dtype));
     if (be == GemmBackend::kCutlass && q == QuantMode::kNone)
       return unsupported("dense linear: the CUTLASS backend runs int8 and fp8 only, not " +
                          precision_name(cfg.act_dtype, q));
@@ -147,7 +159,8 @@ class DenseLinear final : public GpuLinear {
     l->tuning_ = cfg.tuning;
     l->prec_ = precision_name(cfg.act_dtype, q);
     const bool q8 = q != QuantMode::kNone;
-    const bool cut = be == GemmBackend::kCutlass;
+    const bool cut = be != GemmBackend::kLibrary;  // kCutlass or kBest
+    const bool lib = be != GemmBackend::kCutlass;  // kLibrary or kBest
     l->K_al_ = cut ? round_up(K, 64) : q8 ? round_up(K, 16) : K;
     l->N_ld_ = q8 ? round_up(N, 16) : N;
     // cuBLASLt has no fp8 kernel for N % 16 != 0 (measured: N = 111 fails): the weight gets zero
@@ -155,7 +168,7 @@ class DenseLinear final : public GpuLinear {
     // CUTLASS computes round_up(N, 8) rows.
     l->N_gemm_ = q == QuantMode::kFp8 || cut ? l->N_ld_ : N;
     l->sc_ = cfg.scratch ? cfg.scratch : make_linear_scratch();
-    if (!cut) {
+    if (lib) {
       SS_ASSIGN_OR_RETURN(l->gemm_, GemmDense::create(l->gin_, l->sc_->gemm_ws));
     }
     cudaStream_t s = S(cfg.stream);
@@ -182,9 +195,13 @@ class DenseLinear final : public GpuLinear {
   }
 
   std::string describe() const override {
-    return std::string(cg_ ? "dense CUTLASS " : "dense cuBLASLt ") + prec_ +
-           " N=" + std::to_string(N_) + " K=" + std::to_string(K_);
+    return std::string(!cg_    ? "dense cuBLASLt "
+                       : gemm_ ? "dense cuBLASLt|CUTLASS "
+                               : "dense CUTLASS ") +
+           prec_ + " N=" + std::to_string(N_) + " K=" + std::to_string(K_);
   }
+  // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M.
+  bool cut_for(int64_t M) const { return cg_ && (!gemm_ || M >= kCutlassMinM); }
 
   Status reserve(int64_t M) override {
     SS_RETURN_IF_ERROR(check_m(M));
@@ -207,7 +224,7 @@ class DenseLinear final : public GpuLinear {
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    if (cg_)  // d == sc_->acc
+    if (cut_for(M))  // d == sc_->acc
       return cg_->run(sc_->xq.get(), d, M, N_ld_,
                       cutlass_config(tuning_, prec_, "dense", N_, K_, M), S(stream));
     const void* xin = q_ == QuantMode::kNone ? x_ : sc_->xq.get();
@@ -233,7 +250,7 @@ class DenseLinear final : public GpuLinear {
   }
 
   // CUTLASS with bf16 activations: GEMM + dequant + bias in one kernel.
-  bool fused() const { return cg_ && act_ == DType::kBF16; }
+  bool fused(int64_t M) const { return cut_for(M) && act_ == DType::kBF16; }
   Status run_fused(void* y, int64_t M, void* stream) {
     return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, "dense", N_, K_, M),
                                  sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
@@ -243,7 +260,7 @@ class DenseLinear final : public GpuLinear {
 
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
-    if (fused()) return run_fused(y, M, stream);
+    if (fused(M)) return run_fused(y, M, stream);
     if (q_ == QuantMode::kNone) {
       // W16A16: the GEMM writes y; a bias is added in place.
       SS_RETURN_IF_ERROR(gemm_into(y, M, stream));
@@ -271,7 +288,7 @@ class DenseLinear final : public GpuLinear {
     if (q_ == QuantMode::kNone)
       return unsupported("dense W16A16 linear has no prologue to fuse: call forward");
     SS_RETURN_IF_ERROR(reserve(M));
-    if (fused()) return run_fused(y, M, stream);
+    if (fused(M)) return run_fused(y, M, stream);
     SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
   }
@@ -281,17 +298,18 @@ class DenseLinear final : public GpuLinear {
   }
 
   Expected<int> gemm_configs(int64_t M) override {
-    if (cg_) return GemmCutlass::kConfigs;
+    if (cut_for(M)) return GemmCutlass::kConfigs;
     return gemm_->candidates(M, N_gemm_, K_al_, N_ld_, 16);
   }
   TuneEntry config(int64_t M, int index, int) const override {
-    TuneEntry e{cg_ ? "cutlass" : "cublaslt", prec_, "dense", N_, K_, TuningTable::bucket(M)};
+    TuneEntry e{
+        cut_for(M) ? "cutlass" : "cublaslt", prec_, "dense", N_, K_, TuningTable::bucket(M)};
     e.algo_index = index;
     return e;
   }
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_)
+    if (cut_for(M))
       return cg_->run(sc_->xq.get(), sc_->acc.get(), M, N_ld_,
                       e ? e->algo_index : cutlass_config(tuning_, prec_, "dense", N_, K_, M),
                       S(stream));
@@ -312,7 +330,7 @@ class DenseLinear final : public GpuLinear {
   std::string prec_;
   const void* x_ = nullptr;
   std::unique_ptr<GemmDense> gemm_;
-  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS backend (then gemm_ is null)
+  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS GEMM over w_ (kCutlass: gemm_ is null)
   DeviceBuffer w_, sw_, bias_, yscratch_;
   std::shared_ptr<LinearScratch> sc_;
 };
@@ -334,9 +352,11 @@ class SparseLinear final : public GpuLinear {
       return invalid_argument("sparse linear: weight_scale has " + std::to_string(w.scales.size()) +
                               " entries, expected " + std::to_string(w.N));
     SS_ASSIGN_OR_RETURN(GemmBackend be,
-                        resolve_backend(cfg.sparse_backend, "SLIDESPARSE_SPARSE_BACKEND"));
-    const bool cut = be == GemmBackend::kCutlass;
-    if (cut && q == QuantMode::kNone)
+                        resolve_backend(cfg.sparse_backend, "SLIDESPARSE_SPARSE_BACKEND",
+                                        q != QuantMode::kNone, cfg.act_dtype));
+    const bool cut = be != GemmBackend::kLibrary;  // kCutlass or kBest
+    const bool lib = be != GemmBackend::kCutlass;  // kLibrary or kBest
+    if (be == GemmBackend::kCutlass && q == QuantMode::kNone)
       return unsupported("sparse linear: the CUTLASS backend runs int8 and fp8 only, not " +
                          precision_name(cfg.act_dtype, q));
     SS_RETURN_IF_ERROR(check_device());
@@ -364,10 +384,12 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(kernels::launch_slide_build(gin, w.pattern, vals.get(), masks.as<uint16_t>(),
                                                    w.N, w.K, wslided.get(), l->N_pad_, l->K_out_,
                                                    s));
+    // kBest: both compressed weights from the one slided operand (the formats differ).
     if (cut) {
       SS_ASSIGN_OR_RETURN(
           l->cg_, GemmCutlass::create_sparse(gin, w.N, l->K_out_, l->K_out_, wslided.get(), s));
-    } else {
+    }
+    if (lib) {
       SS_ASSIGN_OR_RETURN(l->gemm_,
                           GemmSparse24::create(gin, l->N_pad_, l->K_out_, wslided.get(), s));
     }
@@ -380,11 +402,15 @@ class SparseLinear final : public GpuLinear {
   }
 
   std::string describe() const override {
-    return std::string(cg_ ? "sparse CUTLASS " : "sparse cuSPARSELt ") + prec_ + " " + p_.str() +
-           " N=" + std::to_string(N_) + " K=" + std::to_string(K_) +
+    return std::string(!cg_    ? "sparse cuSPARSELt "
+                       : gemm_ ? "sparse cuSPARSELt|CUTLASS "
+                               : "sparse CUTLASS ") +
+           prec_ + " " + p_.str() + " N=" + std::to_string(N_) + " K=" + std::to_string(K_) +
            " K'=" + std::to_string(K_out_);
   }
   int64_t k_lifted() const { return K_out_; }
+  // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M.
+  bool cut_for(int64_t M) const { return cg_ && (!gemm_ || M >= kCutlassMinM); }
 
   Status reserve(int64_t M) override {
     SS_RETURN_IF_ERROR(check_m(M));
@@ -419,7 +445,7 @@ class SparseLinear final : public GpuLinear {
   }
 
   Status gemm_into(void* d, int64_t M, void* stream) {
-    if (cg_)  // d == sc_->acc
+    if (cut_for(M))  // d == sc_->acc
       return cg_->run(sc_->xq.get(), d, M, N_pad_,
                       cutlass_config(tuning_, prec_, p_.str(), N_, K_, M), S(stream));
     return gemm_->run(sc_->xq.get(), d, round_up(M, align_), algo_for(M), S(stream));
@@ -456,12 +482,12 @@ class SparseLinear final : public GpuLinear {
   }
   Status forward_prepared(void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_ && act_ == DType::kBF16)  // CUTLASS: GEMM + dequant + bias in one kernel
+    if (cut_for(M) && act_ == DType::kBF16)  // CUTLASS: GEMM + dequant + bias in one kernel
       return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
                                    sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
                                    has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_pad_,
                                    yscratch_, S(stream));
-    if (!cg_ && q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
+    if (!cut_for(M) && q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
       return gemm_into(y, M, stream);  // W16A16 with no padding: the GEMM writes y directly
     SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
     return run_epilogue(y, M, stream);
@@ -473,13 +499,14 @@ class SparseLinear final : public GpuLinear {
 
   Expected<int> gemm_configs(int64_t M) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_) return GemmCutlass::kConfigs;
+    if (cut_for(M)) return GemmCutlass::kConfigs;
     SS_ASSIGN_OR_RETURN(int max_id, gemm_->max_alg_id(round_up(M, align_)));
     return max_id + 1;
   }
   TuneEntry config(int64_t M, int index, int split_k) const override {
-    TuneEntry e{cg_ ? "cutlass" : "cusparselt", prec_, p_.str(), N_, K_, TuningTable::bucket(M)};
-    if (cg_) {
+    TuneEntry e{
+        cut_for(M) ? "cutlass" : "cusparselt", prec_, p_.str(), N_, K_, TuningTable::bucket(M)};
+    if (cut_for(M)) {
       e.algo_index = index;  // the CUTLASS configuration
       return e;
     }
@@ -489,7 +516,7 @@ class SparseLinear final : public GpuLinear {
   }
   Status run_gemm_config(int64_t M, const TuneEntry* e, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_)
+    if (cut_for(M))
       return cg_->run(sc_->xq.get(), sc_->acc.get(), M, N_pad_,
                       e ? e->algo_index : cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
                       S(stream));
@@ -499,7 +526,7 @@ class SparseLinear final : public GpuLinear {
   }
   Expected<TuneEntry> search_gemm(int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cg_)
+    if (cut_for(M))
       return unsupported("sparse CUTLASS linear: no library search (time the configurations)");
     // Measured on H100 + cuSPARSELt 0.8.0: the search on fp16 operands fails with
     // CUSPARSE_STATUS_INTERNAL_ERROR and leaves the CUDA context unusable. Never call it there.
@@ -524,7 +551,7 @@ class SparseLinear final : public GpuLinear {
   const TuningTable* tuning_ = nullptr;
   std::string prec_;
   std::unique_ptr<GemmSparse24> gemm_;
-  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS backend (then gemm_ is null)
+  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS GEMM (kCutlass: gemm_ is null)
   DeviceBuffer sw_, bias_, yscratch_;
   std::shared_ptr<LinearScratch> sc_;
 };
@@ -640,6 +667,12 @@ Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t
     return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
                           " failed");
   return out;
+}
+
+Expected<GemmBackend> effective_gemm_backend(GemmBackend b, bool sparse, QuantMode q, DType act) {
+  return cuda::resolve_backend(b,
+                               sparse ? "SLIDESPARSE_SPARSE_BACKEND" : "SLIDESPARSE_DENSE_BACKEND",
+                               q != QuantMode::kNone, act);
 }
 
 Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const DenseWeightCodes& w, const float* bias,

@@ -31,8 +31,9 @@ Expected<GemmBackend> gemm_backend_parse(std::string_view s) {
   if (s == "default") return GemmBackend::kDefault;
   if (s == "library" || s == "cusparselt" || s == "cublaslt") return GemmBackend::kLibrary;
   if (s == "cutlass") return GemmBackend::kCutlass;
+  if (s == "best") return GemmBackend::kBest;
   return invalid_argument("GEMM backend '" + std::string(s) +
-                          "': expected cutlass, library (cusparselt / cublaslt) or default");
+                          "': expected best, cutlass, library (cusparselt / cublaslt) or default");
 }
 
 const char* gemm_backend_name(GemmBackend b) {
@@ -41,6 +42,8 @@ const char* gemm_backend_name(GemmBackend b) {
       return "library";
     case GemmBackend::kCutlass:
       return "cutlass";
+    case GemmBackend::kBest:
+      return "best";
     default:
       return "default";
   }

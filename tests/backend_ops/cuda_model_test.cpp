@@ -284,6 +284,55 @@ TEST(CudaModel, BatchedPrefillAndDecodeEqualSingleSequenceRuns) {
   }
 }
 
+// The default GEMM backend kBest runs CUTLASS (fused epilogue) for steps of >= kCutlassMinM tokens
+// and the libraries below: a 600-token prefill (S = 2 x 300) and batched decode steps of a W8A8
+// model give the same int8 logits bits as a model built on the libraries only, and fp8 logits
+// within 1e-2 of max|logit| (CUTLASS's fp8 accumulation differs).
+TEST(CudaModel, BestGemmBackendEqualsLibraryOnLongPrefills) {
+  SS_SKIP_WITHOUT_GPU();
+  auto eff = effective_gemm_backend(GemmBackend::kBest, true, QuantMode::kInt8, DType::kBF16);
+  if (!eff.ok() || *eff != GemmBackend::kBest)
+    GTEST_SKIP() << "kBest is the library here (no CUTLASS build or not sm_90)";
+  for (const auto& [arch, pattern, q] :
+       std::vector<std::tuple<std::string, std::string, QuantMode>>{
+           {"tiny-qwen2", "6:8", QuantMode::kInt8},
+           {"tiny-llama", "2:4", QuantMode::kInt8},
+           {"tiny-qwen2", "hf", QuantMode::kInt8},
+           {"tiny-llama", "6:8", QuantMode::kFp8}}) {
+    SCOPED_TRACE(arch + " " + pattern + " " + quant_mode_name(q));
+    const std::string dir = checkpoint(arch, pattern, pattern == "hf" ? QuantMode::kNone : q);
+    CudaModelOptions o;
+    o.max_batch = 2;
+    o.max_ctx = 304;
+    if (pattern == "hf") o.dense_quant = q;
+    auto best = load_or_die(dir, o);
+    o.gemm_backend = GemmBackend::kLibrary;
+    auto lib = load_or_die(dir, o);
+    ASSERT_TRUE(best && lib);
+    EXPECT_NE(best->description().find("GEMM best"), std::string::npos) << best->description();
+    EXPECT_NE(lib->description().find("GEMM library"), std::string::npos) << lib->description();
+    const int64_t V = best->config().vocab_size, S = 2, L = 300;
+    const std::vector<int32_t> prompts = random_ids(S * L, V, 31);
+    std::vector<float> bl(static_cast<size_t>(S * V)), ll(bl.size());
+    SS_ASSERT_OK(best->prefill(prompts.data(), S, L, bl.data()));
+    SS_ASSERT_OK(lib->prefill(prompts.data(), S, L, ll.data()));
+    const std::vector<int32_t> toks = random_ids(S, V, 32);
+    std::vector<float> bd(bl.size()), ld(bl.size());
+    SS_ASSERT_OK(best->decode(toks.data(), S, bd.data(), nullptr));
+    SS_ASSERT_OK(lib->decode(toks.data(), S, ld.data(), nullptr));
+    if (q == QuantMode::kInt8) {
+      EXPECT_EQ(bl, ll) << "prefill";
+      EXPECT_EQ(bd, ld) << "decode";
+    } else {
+      EXPECT_LE(max_diff(bl.data(), ll.data(), S * V), 1e-2f * max_abs(ll)) << "prefill";
+      EXPECT_LE(max_diff(bd.data(), ld.data(), S * V), 1e-2f * max_abs(ld)) << "decode";
+    }
+    std::printf("[best] %s: max|best-library| prefill %.2e decode %.2e\n",
+                best->description().c_str(), max_diff(bl.data(), ll.data(), S * V),
+                max_diff(bd.data(), ld.data(), S * V));
+  }
+}
+
 // prefill_all_logits (one prefill, every position's logits; the final norm and lm_head in chunks
 // of max_batch rows, the last one partial) equals prefilling each prefix separately.
 TEST(CudaModel, PrefillAllLogitsEqualsPrefixPrefills) {

@@ -281,6 +281,73 @@ TEST(Sm90_CutlassLinear_int8, MatchesLibraryBackendBitForBit) {
     }
 }
 
+// kBest: one layer with both GEMMs, the library below kCutlassMinM tokens and CUTLASS from it;
+// int8 outputs and accumulators are the same bits either way (and as the reference's).
+TEST(Sm90_CutlassLinear_int8, BestPicksPerMBitForBit) {
+  SS_SKIP_WITHOUT_CUTLASS();
+  uint64_t seed = 900;
+  const int64_t N = 111, K = 200;
+  for (const char* ps : {"2:4", "6:8"}) {
+    auto wf = random_f32(N * K, ++seed);
+    auto w = nm_compress(wf.data(), N, K, *Pattern::parse(ps), PruneMethod::kMagnitude, nullptr,
+                         QuantMode::kInt8, DType::kBF16);
+    SS_ASSERT_OK(w.status());
+    auto bias = random_f32(N, ++seed, 0.5f);
+    LinearConfig lib, best;
+    lib.sparse_backend = lib.dense_backend = GemmBackend::kLibrary;
+    best.sparse_backend = best.dense_backend = GemmBackend::kBest;
+    for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
+      auto lb = make_linear(mode, *w, bias.data(), best);
+      SS_ASSERT_OK(lb.status());
+      auto ll = make_linear(mode, *w, bias.data(), lib);
+      SS_ASSERT_OK(ll.status());
+      EXPECT_NE((*lb)->describe().find("|CUTLASS"), std::string::npos) << (*lb)->describe();
+      for (int64_t M : {int64_t{1}, int64_t{7}, kCutlassMinM - 1, kCutlassMinM, int64_t{600}}) {
+        SCOPED_TRACE(std::string(ps) + " " + linear_mode_name(mode) + " M=" + std::to_string(M));
+        EXPECT_EQ((*lb)->config(M, 0, 1).backend,
+                  M >= kCutlassMinM
+                      ? std::string("cutlass")
+                      : std::string(mode == LinearMode::kSparse ? "cusparselt" : "cublaslt"));
+        Acts a = random_acts(DType::kBF16, M, K, ++seed);
+        std::vector<float> yref(M * N);
+        std::vector<int32_t> accref(M * N);
+        SS_ASSERT_OK(
+            reference_sparse_linear(a.f32.data(), M, *w, bias.data(), yref.data(), accref.data()));
+        EXPECT_EQ(layer_acc(**lb, a, M, N), accref);
+        auto yb = layer_forward(**lb, a, M, N);
+        ASSERT_EQ(yb, layer_forward(**ll, a, M, N));
+        // the fused prologue path the engine takes: the slot, then forward_prepared
+        auto slot = (*lb)->input_slot(M);
+        SS_ASSERT_OK(slot.status());
+        auto dx = to_device(a.raw);
+        auto dy = poisoned(static_cast<size_t>(M * N) * 2, 0xFF);
+        SS_ASSERT_OK((*lb)->run_prologue(dx.get(), M, nullptr));
+        SS_ASSERT_OK((*lb)->forward_prepared(dy.get(), M, nullptr));
+        EXPECT_EQ(to_host<uint16_t>(dy, M * N), yb);
+      }
+    }
+  }
+  // Where kBest does not apply it is the library: bf16 layers, fp16 activations.
+  EXPECT_EQ(*effective_gemm_backend(GemmBackend::kBest, true, QuantMode::kInt8, DType::kBF16),
+            GemmBackend::kBest);
+  EXPECT_EQ(*effective_gemm_backend(GemmBackend::kBest, false, QuantMode::kFp8, DType::kBF16),
+            GemmBackend::kBest);
+  EXPECT_EQ(*effective_gemm_backend(GemmBackend::kBest, true, QuantMode::kNone, DType::kBF16),
+            GemmBackend::kLibrary);
+  EXPECT_EQ(*effective_gemm_backend(GemmBackend::kBest, false, QuantMode::kInt8, DType::kF16),
+            GemmBackend::kLibrary);
+  auto w16 = nm_compress(random_f32(32 * 64, 3).data(), 32, 64, Pattern{6, 8},
+                         PruneMethod::kMagnitude, nullptr, QuantMode::kNone, DType::kBF16);
+  SS_ASSERT_OK(w16.status());
+  LinearConfig best;
+  best.sparse_backend = best.dense_backend = GemmBackend::kBest;
+  for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
+    auto l = make_linear(mode, *w16, nullptr, best);
+    SS_ASSERT_OK(l.status());
+    EXPECT_EQ((*l)->describe().find("CUTLASS"), std::string::npos) << (*l)->describe();
+  }
+}
+
 TEST(Sm90_CutlassLinear_fp8, WithinTolerance) {
   SS_SKIP_WITHOUT_CUTLASS();
   // Exact e4m3 products; the summation order (and the fast fp8 accumulation of the tensor cores)
@@ -350,6 +417,7 @@ TEST(Sm90_CutlassLinear, BadInputIsOneClearError) {
   EXPECT_NE(l.status().message().find("CUTLASS"), std::string::npos) << l.status().message();
   EXPECT_FALSE(gemm_backend_parse("cutlas").ok());
   EXPECT_EQ(*gemm_backend_parse("cusparselt"), GemmBackend::kLibrary);
+  EXPECT_EQ(*gemm_backend_parse("best"), GemmBackend::kBest);
 }
 
 }  // namespace

@@ -53,8 +53,9 @@ std::string e2e(const std::string& args) {
 TEST(CliBenchE2e, Help) {
   CliRun r = cli("bench e2e --help");
   EXPECT_EQ(r.rc, 0) << r.err;
-  for (const char* flag : {"--arch", "--pattern", "--quant", "--linear-mode", "--mode", "--M",
-                           "--prompt-len", "--batch", "--gen-len", "--profile", "--out"})
+  for (const char* flag :
+       {"--arch", "--pattern", "--quant", "--linear-mode", "--mode", "--M", "--prompt-len",
+        "--batch", "--gen-len", "--profile", "--gemm-backend", "--out"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }
 
@@ -70,6 +71,8 @@ TEST(CliBenchE2e, BadArguments) {
   expect_one_error_line(cli(e2e("--arch tiny-llama --linear-mode fast")), "--linear-mode", 2);
   expect_one_error_line(cli(e2e("--arch tiny-llama --mode train")), "--mode 'train'", 2);
   expect_one_error_line(cli(e2e("--arch tiny-llama --act fp32")), "--act 'fp32'", 2);
+  expect_one_error_line(cli(e2e("--arch tiny-llama --gemm-backend cublas")),
+                        "--gemm-backend 'cublas'", 2);
   expect_one_error_line(cli(e2e("--arch tiny-llama --M 512,abc")), "--M '512,abc'", 2);
   expect_one_error_line(cli(e2e("--arch tiny-llama --M 0")), "--M 0", 2);
   expect_one_error_line(cli(e2e("--arch tiny-llama --M 131072")), "--M 131072", 2);

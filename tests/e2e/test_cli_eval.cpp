@@ -179,6 +179,8 @@ TEST(CliEval, GenerateIdsAndDeviceFlags) {
   EXPECT_TRUE(r.out.find_first_not_of("0123456789,\n") == std::string::npos) << r.out;
   expect_one_error_line(cli("generate " + m + " --tokens 1,2 --print-ids --dtype fp16"),
                         "--device cuda only");
+  expect_one_error_line(cli("generate " + m + " --tokens 1,2 --print-ids --gemm-backend cutlass"),
+                        "--device cuda only");
   expect_one_error_line(cli("generate " + m + " --tokens 1,2 --print-ids --device tpu"), "tpu");
   expect_one_error_line(cli("generate " + m + " --print-ids"), "exactly one of");
   expect_one_error_line(cli("generate " + m + " --tokens 1,x --print-ids"), "'x'");

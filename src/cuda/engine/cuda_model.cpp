@@ -250,8 +250,11 @@ struct MemEstimate {
   bool plain_input = false;
 };
 MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode q, LinearMode mode,
-                            DType act) {
+                            DType act, GemmBackend backend) {
   MemEstimate e;
+  // kBest keeps two compressed copies of each sparse weight (cuSPARSELt's and CUTLASS's).
+  auto eff = effective_gemm_backend(backend, true, q, act);
+  const size_t sparse_copies = eff.ok() && *eff == GemmBackend::kBest ? 2 : 1;
   const size_t es_in = q == QuantMode::kNone ? dtype_size(act) : 1;
   const size_t es_out = q == QuantMode::kNone ? dtype_size(act) : 4;
   const int64_t al = es_in == 1 ? 32 : 16;
@@ -265,7 +268,7 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
       e.xq_row = std::max(e.xq_row, static_cast<size_t>(round_up(s.K, 16)) * es_in);
     }
     if (sparse) {
-      one += est_sparse(s.N, s.K, p, q, act);
+      one += sparse_copies * est_sparse(s.N, s.K, p, q, act);
       e.transient = std::max(e.transient, est_sparse_build(s.N, s.K, p, q, act));
       e.xq_row = std::max(e.xq_row, static_cast<size_t>(p.k_lifted_aligned(s.K, al)) * es_in);
     }
@@ -277,6 +280,13 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
                es;  // embedding + lm_head (one shared table when tied)
   e.weights += static_cast<size_t>((2 * c.num_layers + 1) * c.hidden_size) * es;
   return e;
+}
+
+// ", GEMM <backend>" of a W8A8 model's description (what its int8 / fp8 linears run on).
+std::string gemm_desc(const CudaModelOptions& opt, bool sparse, QuantMode q) {
+  if (q == QuantMode::kNone) return "";
+  auto b = effective_gemm_backend(opt.gemm_backend, sparse, q, opt.act_dtype);
+  return std::string(", GEMM ") + (b.ok() ? gemm_backend_name(*b) : "?");
 }
 
 class CudaModelImpl final : public CudaModel {
@@ -327,6 +337,7 @@ class CudaModelImpl final : public CudaModel {
                               " must be >= max_batch=" + std::to_string(m->max_batch_) +
                               " (one decode step)");
     m->profile_ = opt.profile;
+    m->gemm_backend_ = opt.gemm_backend;
     m->use_graphs_ = opt.cuda_graphs && !opt.profile;
     if (!opt.tuning_path.empty()) {
       SS_ASSIGN_OR_RETURN(TuningTable tt, TuningTable::load(opt.tuning_path));
@@ -409,8 +420,11 @@ class CudaModelImpl final : public CudaModel {
     return m;
   }
 
-  LinearConfig linear_config() const {
+  // q8: the layer is int8 / fp8 (only those run CUTLASS; kBest and kDefault decide that alone).
+  LinearConfig linear_config(bool q8 = false) const {
     LinearConfig lc;
+    lc.dense_backend = lc.sparse_backend =
+        gemm_backend_ == GemmBackend::kCutlass && !q8 ? GemmBackend::kLibrary : gemm_backend_;
     lc.act_dtype = T_;
     lc.tuning = tuning_.get();
     lc.stream = stream_;
@@ -421,7 +435,8 @@ class CudaModelImpl final : public CudaModel {
   Status set_linear(int64_t layer, int f, FusedWeight&& fw, LinearMode mode, QuantMode dense_q) {
     const float* bias = fw.bias.empty() ? nullptr : fw.bias.data();
     std::unique_ptr<GpuLinear> l;
-    const LinearConfig lc = linear_config();
+    const QuantMode q = fw.nm ? fw.t.quant() : fw.codes ? fw.codes->quant : dense_q;
+    const LinearConfig lc = linear_config(q != QuantMode::kNone);
     if (fw.nm) {
       SS_RETURN_IF_ERROR(nm_to_float_dtype(&fw.t, T_));
       SS_ASSIGN_OR_RETURN(l, make_linear(mode, fw.t, bias, lc));
@@ -825,6 +840,7 @@ class CudaModelImpl final : public CudaModel {
   int64_t max_batch_ = 1, max_ctx_ = 0, max_step_ = 0;
   bool profile_ = false, use_graphs_ = true;
   std::unique_ptr<TuningTable> tuning_;
+  GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;
   std::vector<Layer> layers_;
@@ -903,7 +919,8 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
   const QuantMode q =
       ss ? ck.quant() : (opt.sparsify.enabled ? opt.sparsify.quant : opt.dense_quant);
   SS_ASSIGN_OR_RETURN(
-      auto m, CudaModelImpl::create(c, opt, estimate_memory(c, nm, p, q, opt.mode, opt.act_dtype)));
+      auto m, CudaModelImpl::create(
+                  c, opt, estimate_memory(c, nm, p, q, opt.mode, opt.act_dtype, opt.gemm_backend)));
   const std::vector<LinearSpec>& specs = ck.linears();
   const int64_t C = c.hidden_size;
   auto f32_shaped = [&](const std::string& name, int64_t numel) -> Expected<std::vector<float>> {
@@ -985,7 +1002,8 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
     desc = std::string("HF dense ") +
            (q == QuantMode::kNone ? act_name(opt.act_dtype) : quant_mode_name(q));
   }
-  SS_RETURN_IF_ERROR(m->finish_load(desc + ", " + act_name(opt.act_dtype)));
+  SS_RETURN_IF_ERROR(m->finish_load(desc + ", " + act_name(opt.act_dtype) +
+                                    gemm_desc(opt, nm && opt.mode != LinearMode::kDense, q)));
   return std::unique_ptr<CudaModel>(std::move(m));
 }
 
@@ -997,9 +1015,10 @@ Expected<std::unique_ptr<CudaModel>> synthetic_cuda_model(const SyntheticModelSp
   if (nm) {
     SS_ASSIGN_OR_RETURN(p, Pattern::parse(spec.pattern));
   }
-  SS_ASSIGN_OR_RETURN(auto m,
-                      CudaModelImpl::create(
-                          c, opt, estimate_memory(c, nm, p, spec.quant, opt.mode, opt.act_dtype)));
+  SS_ASSIGN_OR_RETURN(
+      auto m, CudaModelImpl::create(c, opt,
+                                    estimate_memory(c, nm, p, spec.quant, opt.mode, opt.act_dtype,
+                                                    opt.gemm_backend)));
   const int64_t C = c.hidden_size;
   const std::vector<LinearSpec> specs = model_linears(c);
   const std::vector<FusedShape> shapes = fused_shapes(c);
@@ -1072,7 +1091,9 @@ Expected<std::unique_ptr<CudaModel>> synthetic_cuda_model(const SyntheticModelSp
   else
     desc += std::string("dense ") + (spec.quant == QuantMode::kNone ? act_name(opt.act_dtype)
                                                                     : quant_mode_name(spec.quant));
-  SS_RETURN_IF_ERROR(m->finish_load(desc + ", " + act_name(opt.act_dtype)));
+  SS_RETURN_IF_ERROR(
+      m->finish_load(desc + ", " + act_name(opt.act_dtype) +
+                     gemm_desc(opt, nm && opt.mode != LinearMode::kDense, spec.quant)));
   return std::unique_ptr<CudaModel>(std::move(m));
 }
 
