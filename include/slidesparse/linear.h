@@ -37,7 +37,7 @@ struct TuneEntry {
   int64_t N = 0, K = 0, M_bucket = 0;
   int alg_id = -1, split_k = 1, split_k_mode = 0, split_k_buffers = 0;  // cuSPARSELt
   int algo_index = -1;                                                  // cuBLASLt candidate
-  double us = 0;        // measured GEMM time at M = M_bucket
+  double us = 0;        // measured GEMM time at M = M_bucket (CUTLASS: with its fused epilogue)
   double layer_us = 0;  // prologue + this GEMM + epilogue at M = M_bucket (0: not measured)
 };
 

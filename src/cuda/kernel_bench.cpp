@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -603,14 +604,20 @@ Status run_tune(const TuneOptions& o) {
         for (int64_t Mr : o.Ms) {
           const int64_t M = TuningTable::bucket(Mr);
           SS_RETURN_IF_ERROR(l.run_prologue(x.get(), M, nullptr));
-          SS_ASSIGN_OR_RETURN(
-              double heur,
-              timer.median_us([&] { return l.run_gemm_config(M, nullptr, nullptr); }, o.reps));
           TuneEntry best = l.config(M, -1, 1);
-          best.us = heur;
-          // CUTLASS layers (SLIDESPARSE_{SPARSE,DENSE}_BACKEND=cutlass): their compiled
-          // configurations, no split-k, no library search.
+          // CUTLASS layers (SLIDESPARSE_{SPARSE,DENSE}_BACKEND=cutlass or best): their compiled
+          // configurations, no split-k, no library search, each timed as the engine runs it —
+          // the GEMM with its fused dequant epilogue (forward_prepared, the configuration read
+          // from the table) — since the fastest GEMM alone is not always the fastest fused one.
           const bool cut = best.backend == "cutlass";
+          auto time_config = [&](const TuneEntry* c) -> Expected<double> {
+            if (!cut)
+              return timer.median_us([&] { return l.run_gemm_config(M, c, nullptr); }, o.reps);
+            if (c) table.put(*c);
+            return timer.median_us([&] { return l.forward_prepared(y.get(), M, nullptr); }, o.reps);
+          };
+          SS_ASSIGN_OR_RETURN(double heur, time_config(nullptr));
+          best.us = cut ? std::numeric_limits<double>::infinity() : heur;  // CUTLASS: a config
           std::string how = "heuristic";
           std::vector<TuneEntry> cands;
           SS_ASSIGN_OR_RETURN(int n, l.gemm_configs(M));
@@ -627,7 +634,7 @@ Status run_tune(const TuneOptions& o) {
           }
           int tried = 0;
           for (auto& c : cands) {
-            auto t = timer.median_us([&] { return l.run_gemm_config(M, &c, nullptr); }, o.reps);
+            auto t = time_config(&c);
             if (!t.ok()) continue;  // a configuration the library rejects for this shape
             ++tried;
             if (*t < best.us) {

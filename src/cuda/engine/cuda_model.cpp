@@ -559,10 +559,7 @@ class CudaModelImpl final : public CudaModel {
           T_, x_.as<uint8_t>() + r0 * row, d_.as<uint8_t>() + r0 * row, final_norm_.get(),
           static_cast<float>(cfg_.rms_norm_eps), hl_.get(), n, C, stream_));
       SS_RETURN_IF_ERROR(lm_head_->forward(hl_.get(), logits_.get(), n, stream_));
-      SS_CUDA_TRY(cudaMemcpyAsync(h_logits_, logits_.get(), static_cast<size_t>(n * V) * es,
-                                  cudaMemcpyDeviceToHost, stream_));
-      SS_CUDA_TRY(cudaStreamSynchronize(stream_));
-      SS_RETURN_IF_ERROR(convert_to_f32(T_, h_logits_, logits + r0 * V, n * V));
+      SS_RETURN_IF_ERROR(finish_step(n, logits + r0 * V, nullptr));  // copy + convert
     }
     return Status::Ok();
   }
@@ -793,20 +790,18 @@ class CudaModelImpl final : public CudaModel {
           norm_into(x_.get(), d_.get(), Ly.mlp_norm, M, Ly.lin[kGateUp].get(), &fused));
       SS_RETURN_IF_ERROR(linear(kOpGateUp, Ly.lin[kGateUp].get(), fused, h_.get(), gu_.get(), M));
       GpuLinear* down = Ly.lin[kDown].get();
-      bool down_fused = false;
       SS_ASSIGN_OR_RETURN(InputSlot slot, down->input_slot(M));
-      if (slot.codes) {
-        down_fused = true;
+      const bool down_fused = slot.codes != nullptr;
+      if (down_fused) {
         SS_RETURN_IF_ERROR(timed(kOpSiluMul, [&] {
           return kernels::launch_silu_mul_prologue(T_, gu_.get(), 2 * F, M, F, slot, stream_);
         }));
-      }
-      if (!down_fused && !a_.get())
-        return internal_error("cuda model: a W16A16 layer without its input buffer");
-      if (!down_fused)
+      } else {
+        if (!a_.get()) return internal_error("cuda model: a W16A16 layer without its input buffer");
         SS_RETURN_IF_ERROR(timed(kOpSiluMul, [&] {
           return kernels::launch_silu_mul(T_, gu_.get(), 2 * F, M, F, a_.get(), stream_);
         }));
+      }
       SS_RETURN_IF_ERROR(linear(kOpDown, down, down_fused, a_.get(), d_.get(), M));
     }
     // Final residual + norm on the last row of each sequence only.
