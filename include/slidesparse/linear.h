@@ -55,9 +55,12 @@ class TuningTable {
   static int64_t bucket(int64_t M);
   // The `auto` rule: true iff both layers have a tuned bucket within a factor of 2 of bucket(M)
   // (the nearest one is used) and the sparse layer (full layer time when measured, else GEMM
-  // time) beats 0.95x the dense one (a 5 % margin). Otherwise dense.
+  // time) beats 0.95x the dense one (a 5 % margin). Otherwise dense. The entries compared are
+  // those of the backends the two layers run at this M ("cutlass" where GemmBackend::kBest runs
+  // CUTLASS, M >= kCutlassMinM).
   bool prefer_sparse(const std::string& precision, const std::string& pattern, int64_t N, int64_t K,
-                     int64_t M) const;
+                     int64_t M, const char* sparse_backend = "cusparselt",
+                     const char* dense_backend = "cublaslt") const;
   std::string gpu;
   std::vector<TuneEntry> entries;
 };

@@ -556,17 +556,27 @@ class SparseLinear final : public GpuLinear {
   std::shared_ptr<LinearScratch> sc_;
 };
 
+// The tuning-table backend key of the GEMM a layer built with (effective) backend `b` runs at M.
+const char* tuned_backend(GemmBackend b, bool sparse, int64_t M) {
+  if (b == GemmBackend::kCutlass || (b == GemmBackend::kBest && M >= kCutlassMinM))
+    return "cutlass";
+  return sparse ? "cusparselt" : "cublaslt";
+}
+
 // ---- auto layer ----
 class AutoLinear final : public GpuLinear {
  public:
-  // At least one of dense / sparse; both need the tuning table t.
+  // At least one of dense / sparse; both need the tuning table t. bs / bd: the effective
+  // backends of the sparse / dense layers (their tuning entries decide).
   AutoLinear(std::unique_ptr<GpuLinear> dense, std::unique_ptr<GpuLinear> sparse, Pattern p,
-             std::string prec, const TuningTable* t)
+             std::string prec, const TuningTable* t, GemmBackend bs, GemmBackend bd)
       : dense_(std::move(dense)),
         sparse_(std::move(sparse)),
         p_(p),
         prec_(std::move(prec)),
-        tuning_(t) {
+        tuning_(t),
+        bs_(bs),
+        bd_(bd) {
     const GpuLinear& any = dense_ ? *dense_ : *sparse_;
     N_ = any.N();
     K_ = any.K();
@@ -577,7 +587,10 @@ class AutoLinear final : public GpuLinear {
   GpuLinear* pick(int64_t M) const {
     if (!sparse_) return dense_.get();
     if (!dense_) return sparse_.get();
-    return tuning_->prefer_sparse(prec_, p_.str(), N_, K_, M) ? sparse_.get() : dense_.get();
+    return tuning_->prefer_sparse(prec_, p_.str(), N_, K_, M, tuned_backend(bs_, true, M),
+                                  tuned_backend(bd_, false, M))
+               ? sparse_.get()
+               : dense_.get();
   }
   std::string describe() const override {
     return "auto(" + (dense_ ? dense_->describe() : std::string("-")) + " | " +
@@ -616,6 +629,7 @@ class AutoLinear final : public GpuLinear {
   Pattern p_;
   std::string prec_;
   const TuningTable* tuning_;
+  GemmBackend bs_, bd_;
 };
 
 }  // namespace
@@ -713,10 +727,16 @@ Expected<std::unique_ptr<GpuLinear>> make_sparse_linear(const NmTensor& w, const
 Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const float* bias,
                                                       const LinearConfig& cfg) {
   const std::string prec = precision_name(cfg.act_dtype, w.quant());
+  SS_ASSIGN_OR_RETURN(GemmBackend bs,
+                      effective_gemm_backend(cfg.sparse_backend, true, w.quant(), cfg.act_dtype));
+  SS_ASSIGN_OR_RETURN(GemmBackend bd,
+                      effective_gemm_backend(cfg.dense_backend, false, w.quant(), cfg.act_dtype));
   // Which layers some M bucket (1 .. 65536) picks: only those are built (memory, load time).
   bool any_sparse = false, any_dense = cfg.tuning == nullptr;
   for (int64_t M = 1; cfg.tuning && M <= 65536; M *= 2) {
-    const bool sp = cfg.tuning->prefer_sparse(prec, w.pattern.str(), w.N, w.K, M);
+    const bool sp = cfg.tuning->prefer_sparse(prec, w.pattern.str(), w.N, w.K, M,
+                                              cuda::tuned_backend(bs, true, M),
+                                              cuda::tuned_backend(bd, false, M));
     any_sparse = any_sparse || sp;
     any_dense = any_dense || !sp;
   }
@@ -728,7 +748,7 @@ Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const f
     SS_ASSIGN_OR_RETURN(s, make_sparse_linear(w, bias, cfg));
   }
   return std::unique_ptr<GpuLinear>(
-      new cuda::AutoLinear(std::move(d), std::move(s), w.pattern, prec, cfg.tuning));
+      new cuda::AutoLinear(std::move(d), std::move(s), w.pattern, prec, cfg.tuning, bs, bd));
 }
 
 Expected<std::unique_ptr<GpuLinear>> make_linear(LinearMode mode, const NmTensor& w,

@@ -116,9 +116,10 @@ const TuneEntry* TuningTable::find_nearest(const std::string& backend, const std
 constexpr double kAutoSparseMargin = 0.95;
 
 bool TuningTable::prefer_sparse(const std::string& precision, const std::string& pattern, int64_t N,
-                                int64_t K, int64_t M) const {
-  const TuneEntry* s = find_nearest("cusparselt", precision, pattern, N, K, M);
-  const TuneEntry* d = find_nearest("cublaslt", precision, "dense", N, K, M);
+                                int64_t K, int64_t M, const char* sparse_backend,
+                                const char* dense_backend) const {
+  const TuneEntry* s = find_nearest(sparse_backend, precision, pattern, N, K, M);
+  const TuneEntry* d = find_nearest(dense_backend, precision, "dense", N, K, M);
   if (!s || !d) return false;
   // Only trust data from a bucket within a factor of 2 of this M's bucket.
   const int64_t b = bucket(M);

@@ -64,6 +64,12 @@ TEST(TuningTable, AutoRule) {
   EXPECT_FALSE(t.prefer_sparse("int8", "6:8", 4608, 3584, 16384));  // 4x away: no data
   EXPECT_FALSE(t.prefer_sparse("int8", "6:8", 4608, 3584, 256));
   EXPECT_FALSE(t.prefer_sparse("int8", "4:6", 4608, 3584, 4096));  // untuned pattern
+  // The entries of the backends that run at this M (GemmBackend::kBest: "cutlass" from M = 512):
+  // there the fused dense layer wins.
+  t.put(entry("cutlass", "6:8", 4096, 60, 90));
+  t.put(entry("cutlass", "dense", 4096, 45, 80));
+  EXPECT_FALSE(t.prefer_sparse("int8", "6:8", 4608, 3584, 4096, "cutlass", "cutlass"));
+  EXPECT_TRUE(t.prefer_sparse("int8", "6:8", 4608, 3584, 4096, "cutlass", "cublaslt"));
   // Without full-layer times the GEMM times decide.
   TuningTable g;
   g.put(entry("cusparselt", "6:8", 64, 5));
