@@ -3,7 +3,8 @@
 // int32 (int8) or fp32 (fp8) accumulators, and our epilogue applies s_x[m] * s_w[n] + bias[n]
 // exactly as the CPU reference does (see docs/kernels.md for the measured alternative).
 // With GemmBackend::kCutlass (int8/fp8) both layers run CUTLASS sm90a GEMMs instead
-// (gemm_cutlass.h), and forward() with bf16 activations fuses that same epilogue into the GEMM.
+// (gemm_cutlass.h), and forward() with bf16 activations fuses that same epilogue into the GEMM;
+// with kBest a layer has both and picks per M (`cut_for`: CUTLASS from kCutlassMinM tokens).
 #include <cuda_runtime.h>
 
 #include <algorithm>
