@@ -21,6 +21,9 @@ inline Status cuda_status(cudaError_t e, const char* call, const char* file, int
 // Ok when device 0 exists and is sm_80 or newer; otherwise kUnsupported naming why.
 Status check_device(int* sm_out = nullptr);
 
+// The current device's opt-in shared memory per block (bytes), queried once per device.
+Status smem_optin_bytes(int* bytes);
+
 // Owning device allocation; never copied.
 class DeviceBuffer {
  public:

@@ -1,6 +1,7 @@
 // Device query used by every CUDA entry point: is there a GPU, and is it sm_80 or newer?
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <string>
 
 #include "cuda/cuda_check.h"
@@ -24,6 +25,20 @@ Status check_device(int* sm_out) {
     return unsupported("GPU " + std::string(prop.name) + " is sm_" + std::to_string(sm) +
                        "; SlideSparse needs sm_80 or newer (sparse tensor cores)");
   }
+  return Status::Ok();
+}
+
+Status smem_optin_bytes(int* bytes) {
+  static std::atomic<int> cached[16] = {};  // per device ordinal (0: not queried yet)
+  int dev = 0;
+  SS_CUDA_TRY(cudaGetDevice(&dev));
+  std::atomic<int>* slot = dev >= 0 && dev < 16 ? &cached[dev] : nullptr;
+  int v = slot ? slot->load() : 0;
+  if (v == 0) {
+    SS_CUDA_TRY(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if (slot) slot->store(v);
+  }
+  *bytes = v;
   return Status::Ok();
 }
 

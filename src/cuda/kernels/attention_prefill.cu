@@ -228,8 +228,12 @@ Status launch_tile(const void* q, int64_t ldq, const void* k_cache, const void* 
   constexpr size_t smem = Tile<HD, MT>::kBytes;
   constexpr int kBr = Tile<HD, MT>::kBr;
   auto kernel = prefill_kernel<T, HD, MT>;
-  SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(smem)));
+  static bool configured = false;  // the opt-in size, set once for this instantiation
+  if (!configured) {
+    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(smem)));
+    configured = true;
+  }
   const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>((L + kBr - 1) / kBr),
                   static_cast<unsigned>(S));
   const float scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)) * M_LOG2E);
@@ -247,9 +251,8 @@ Status launch_hd(const void* q, int64_t ldq, const void* k_cache, const void* v_
                  int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
                  void* out, int64_t ldo, int rows_per_cta, cudaStream_t stream) {
   if (rows_per_cta == 0) {
-    int dev = 0, optin = 0;
-    SS_CUDA_TRY(cudaGetDevice(&dev));
-    SS_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    int optin = 0;
+    SS_RETURN_IF_ERROR(smem_optin_bytes(&optin));
     rows_per_cta = Tile<HD, 2>::kBytes <= static_cast<size_t>(optin) ? 128 : 64;
   }
   if (rows_per_cta == 128)

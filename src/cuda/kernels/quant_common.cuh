@@ -246,9 +246,8 @@ Status launch_quant_rows_t(const void* x, int64_t M, int64_t K, Pattern p, void*
   size_t smem = quant_rows_smem(K, sizeof(TIn), LIFT);
   static int configured = 0;  // opt-in limit set for this instantiation (bytes)
   if (configured == 0) {
-    int dev = 0, optin = 0;
-    SS_CUDA_TRY(cudaGetDevice(&dev));
-    SS_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    int optin = 0;
+    SS_RETURN_IF_ERROR(smem_optin_bytes(&optin));
     optin = std::min(optin, static_cast<int>(kQuantMaxSmem));
     SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
     configured = optin;

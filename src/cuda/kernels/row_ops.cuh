@@ -329,9 +329,8 @@ Status launch_row_t(const RowArgs& a, int64_t grid, cudaStream_t stream) {
   const size_t smem = OUT == kRowPlain && OP == kOpSiluMul ? 0 : row_smem_bytes(a.C, OUT);
   static int configured = 0;  // opt-in shared-memory limit set for this instantiation (bytes)
   if (smem > 48 * 1024 && configured == 0) {
-    int dev = 0, optin = 0;
-    SS_CUDA_TRY(cudaGetDevice(&dev));
-    SS_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    int optin = 0;
+    SS_RETURN_IF_ERROR(smem_optin_bytes(&optin));
     optin = std::min(optin, static_cast<int>(kRowMaxSmem));
     SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
     configured = optin;
