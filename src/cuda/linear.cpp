@@ -92,6 +92,15 @@ Expected<GemmBackend> resolve_backend(GemmBackend b, const char* env, bool q8, D
   return b == GemmBackend::kDefault ? GemmBackend::kLibrary : b;
 }
 
+// The one per-M rule of the backends: a layer of (resolved) backend b runs CUTLASS for M tokens.
+bool runs_cutlass(GemmBackend b, int64_t M) {
+  return b == GemmBackend::kCutlass || (b == GemmBackend::kBest && M >= kCutlassMinM);
+}
+// The tuning-table backend key of the GEMM such a layer runs at M.
+const char* tuned_backend(GemmBackend b, bool sparse, int64_t M) {
+  return runs_cutlass(b, M) ? "cutlass" : sparse ? "cusparselt" : "cublaslt";
+}
+
 // Per-channel vector [n] padded to n_pad with `fill` (the CUTLASS epilogue reads N_gemm >= N).
 Status upload_padded(DeviceBuffer& b, const float* host, int64_t n, int64_t n_pad, float fill,
                      cudaStream_t s) {
@@ -159,6 +168,7 @@ class DenseLinear final : public GpuLinear {
     l->gout_ = gemm_out_dtype(l->gin_);
     l->tuning_ = cfg.tuning;
     l->prec_ = precision_name(cfg.act_dtype, q);
+    l->be_ = be;
     const bool q8 = q != QuantMode::kNone;
     const bool cut = be != GemmBackend::kLibrary;  // kCutlass or kBest
     const bool lib = be != GemmBackend::kCutlass;  // kLibrary or kBest
@@ -202,7 +212,7 @@ class DenseLinear final : public GpuLinear {
            prec_ + " N=" + std::to_string(N_) + " K=" + std::to_string(K_);
   }
   // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M.
-  bool cut_for(int64_t M) const { return cg_ && (!gemm_ || M >= kCutlassMinM); }
+  bool cut_for(int64_t M) const { return runs_cutlass(be_, M); }
 
   Status reserve(int64_t M) override {
     SS_RETURN_IF_ERROR(check_m(M));
@@ -329,6 +339,7 @@ class DenseLinear final : public GpuLinear {
   bool has_bias_ = false;
   const TuningTable* tuning_ = nullptr;
   std::string prec_;
+  GemmBackend be_ = GemmBackend::kLibrary;  // resolved: kLibrary, kCutlass or kBest
   const void* x_ = nullptr;
   std::unique_ptr<GemmDense> gemm_;
   std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS GEMM over w_ (kCutlass: gemm_ is null)
@@ -371,6 +382,7 @@ class SparseLinear final : public GpuLinear {
     l->gout_ = gemm_out_dtype(gin);
     l->tuning_ = cfg.tuning;
     l->prec_ = precision_name(cfg.act_dtype, q);
+    l->be_ = be;
     l->align_ = gemm_align(gin);
     // CUTLASS: K' padded to 64 (whole sparse metadata blocks of 8-bit operands).
     l->K_out_ = w.pattern.k_lifted_aligned(w.K, cut ? 64 : l->align_);
@@ -411,7 +423,7 @@ class SparseLinear final : public GpuLinear {
   }
   int64_t k_lifted() const { return K_out_; }
   // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M.
-  bool cut_for(int64_t M) const { return cg_ && (!gemm_ || M >= kCutlassMinM); }
+  bool cut_for(int64_t M) const { return runs_cutlass(be_, M); }
 
   Status reserve(int64_t M) override {
     SS_RETURN_IF_ERROR(check_m(M));
@@ -551,18 +563,12 @@ class SparseLinear final : public GpuLinear {
   bool has_bias_ = false;
   const TuningTable* tuning_ = nullptr;
   std::string prec_;
+  GemmBackend be_ = GemmBackend::kLibrary;  // resolved: kLibrary, kCutlass or kBest
   std::unique_ptr<GemmSparse24> gemm_;
   std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS GEMM (kCutlass: gemm_ is null)
   DeviceBuffer sw_, bias_, yscratch_;
   std::shared_ptr<LinearScratch> sc_;
 };
-
-// The tuning-table backend key of the GEMM a layer built with (effective) backend `b` runs at M.
-const char* tuned_backend(GemmBackend b, bool sparse, int64_t M) {
-  if (b == GemmBackend::kCutlass || (b == GemmBackend::kBest && M >= kCutlassMinM))
-    return "cutlass";
-  return sparse ? "cusparselt" : "cublaslt";
-}
 
 // ---- auto layer ----
 class AutoLinear final : public GpuLinear {
