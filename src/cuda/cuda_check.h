@@ -79,11 +79,13 @@ inline int64_t round_up(int64_t v, int64_t a) {
 
 }  // namespace slidesparse::cuda
 
-#define SS_CUDA_TRY(call)                                                        \
-  do {                                                                           \
-    cudaError_t ss_e_ = (call);                                                  \
-    if (ss_e_ != cudaSuccess)                                                    \
-      return ::slidesparse::cuda::cuda_status(ss_e_, #call, __FILE__, __LINE__); \
+#define SS_CUDA_TRY(call)                                                         \
+  do {                                                                            \
+    cudaError_t ss_e_ = (call);                                                   \
+    if (ss_e_ != cudaSuccess) {                                                   \
+      (void)cudaGetLastError(); /* a non-sticky error must not resurface later */ \
+      return ::slidesparse::cuda::cuda_status(ss_e_, #call, __FILE__, __LINE__);  \
+    }                                                                             \
   } while (0)
 
 // After a kernel launch: the launch error (bad config) as a Status.

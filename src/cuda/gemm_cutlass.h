@@ -8,8 +8,9 @@
 // D = W * X^T is column-major N x M, i.e. row-major [M, ldd] = Y. No CUTLASS types here: the
 // kernels live in src/cuda/cutlass/ (built with -DSLIDESPARSE_CUTLASS=ON, 90a only).
 // Contract: can_implement -> (workspace, initialize: cached per shape and pointers) -> run(stream).
-// Each object holds kConfigs compiled configurations (tile / cluster / schedule) over one weight;
-// `config` picks one (0 = the default), so callers can tune per shape like the library backends.
+// Each object holds configs() (<= kMaxConfigs) compiled configurations (tile / cluster /
+// schedule) over one weight; `config` picks one (0 = the default), so callers can tune per shape
+// like the library backends.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -53,7 +54,8 @@ class GemmCutlass {
   int64_t N_gemm() const { return n_gemm(N_); }
   int64_t K_pad() const { return K_pad_; }
   bool sparse() const { return sparse_; }
-  static constexpr int kConfigs = 2;
+  static constexpr int kMaxConfigs = 8;
+  virtual int configs() const = 0;  // compiled configurations, 1 .. kMaxConfigs
   virtual std::string describe() const = 0;
   virtual std::string config_name(int config) const = 0;
   virtual size_t weight_bytes() const = 0;  // compressed values + metadata (sparse) or dense

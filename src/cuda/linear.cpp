@@ -126,13 +126,13 @@ Status cutlass_fused_forward(GemmCutlass& g, int config, const void* xq, const f
   return Status::Ok();
 }
 
-// The CUTLASS configuration for M tokens: the tuned one ("cutlass" entries, nearest bucket),
-// else configuration 0.
-int cutlass_config(const TuningTable* t, const std::string& prec, const std::string& pattern,
-                   int64_t N, int64_t K, int64_t M) {
+// The CUTLASS configuration of g for M tokens: the tuned one ("cutlass" entries, nearest
+// bucket) when g has it, else configuration 0.
+int cutlass_config(const GemmCutlass& g, const TuningTable* t, const std::string& prec,
+                   const std::string& pattern, int64_t N, int64_t K, int64_t M) {
   if (t)
     if (const TuneEntry* e = t->find_nearest("cutlass", prec, pattern, N, K, M))
-      if (e->algo_index >= 0 && e->algo_index < GemmCutlass::kConfigs) return e->algo_index;
+      if (e->algo_index >= 0 && e->algo_index < g.configs()) return e->algo_index;
   return 0;
 }
 
@@ -237,7 +237,7 @@ class DenseLinear final : public GpuLinear {
   Status gemm_into(void* d, int64_t M, void* stream) {
     if (cut_for(M))  // d == sc_->acc
       return cg_->run(sc_->xq.get(), d, M, N_ld_,
-                      cutlass_config(tuning_, prec_, "dense", N_, K_, M), S(stream));
+                      cutlass_config(*cg_, tuning_, prec_, "dense", N_, K_, M), S(stream));
     const void* xin = q_ == QuantMode::kNone ? x_ : sc_->xq.get();
     int algo = -1;
     if (tuning_)
@@ -263,7 +263,7 @@ class DenseLinear final : public GpuLinear {
   // CUTLASS with bf16 activations: GEMM + dequant + bias in one kernel.
   bool fused(int64_t M) const { return cut_for(M) && act_ == DType::kBF16; }
   Status run_fused(void* y, int64_t M, void* stream) {
-    return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, "dense", N_, K_, M),
+    return cutlass_fused_forward(*cg_, cutlass_config(*cg_, tuning_, prec_, "dense", N_, K_, M),
                                  sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
                                  has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_ld_,
                                  yscratch_, S(stream));
@@ -309,7 +309,7 @@ class DenseLinear final : public GpuLinear {
   }
 
   Expected<int> gemm_configs(int64_t M) override {
-    if (cut_for(M)) return GemmCutlass::kConfigs;
+    if (cut_for(M)) return cg_->configs();
     return gemm_->candidates(M, N_gemm_, K_al_, N_ld_, 16);
   }
   TuneEntry config(int64_t M, int index, int) const override {
@@ -322,7 +322,7 @@ class DenseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     if (cut_for(M))
       return cg_->run(sc_->xq.get(), sc_->acc.get(), M, N_ld_,
-                      e ? e->algo_index : cutlass_config(tuning_, prec_, "dense", N_, K_, M),
+                      e ? e->algo_index : cutlass_config(*cg_, tuning_, prec_, "dense", N_, K_, M),
                       S(stream));
     const void* xin = q_ == QuantMode::kNone ? x_ : sc_->xq.get();
     return gemm_->run(w_.get(), xin, sc_->acc.get(), M, N_gemm_, K_al_, N_ld_,
@@ -460,7 +460,7 @@ class SparseLinear final : public GpuLinear {
   Status gemm_into(void* d, int64_t M, void* stream) {
     if (cut_for(M))  // d == sc_->acc
       return cg_->run(sc_->xq.get(), d, M, N_pad_,
-                      cutlass_config(tuning_, prec_, p_.str(), N_, K_, M), S(stream));
+                      cutlass_config(*cg_, tuning_, prec_, p_.str(), N_, K_, M), S(stream));
     return gemm_->run(sc_->xq.get(), d, round_up(M, align_), algo_for(M), S(stream));
   }
   Status run_gemm(int64_t M, void* stream) override {
@@ -496,7 +496,7 @@ class SparseLinear final : public GpuLinear {
   Status forward_prepared(void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
     if (cut_for(M) && act_ == DType::kBF16)  // CUTLASS: GEMM + dequant + bias in one kernel
-      return cutlass_fused_forward(*cg_, cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
+      return cutlass_fused_forward(*cg_, cutlass_config(*cg_, tuning_, prec_, p_.str(), N_, K_, M),
                                    sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
                                    has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_pad_,
                                    yscratch_, S(stream));
@@ -512,7 +512,7 @@ class SparseLinear final : public GpuLinear {
 
   Expected<int> gemm_configs(int64_t M) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cut_for(M)) return GemmCutlass::kConfigs;
+    if (cut_for(M)) return cg_->configs();
     SS_ASSIGN_OR_RETURN(int max_id, gemm_->max_alg_id(round_up(M, align_)));
     return max_id + 1;
   }
@@ -531,7 +531,7 @@ class SparseLinear final : public GpuLinear {
     SS_RETURN_IF_ERROR(reserve(M));
     if (cut_for(M))
       return cg_->run(sc_->xq.get(), sc_->acc.get(), M, N_pad_,
-                      e ? e->algo_index : cutlass_config(tuning_, prec_, p_.str(), N_, K_, M),
+                      e ? e->algo_index : cutlass_config(*cg_, tuning_, prec_, p_.str(), N_, K_, M),
                       S(stream));
     SparseAlgo a;
     if (e) a = SparseAlgo{e->alg_id, e->split_k, e->split_k_mode, e->split_k_buffers};

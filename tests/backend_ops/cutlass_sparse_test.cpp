@@ -174,7 +174,8 @@ TEST(Sm90_CutlassSparseGemm_TN, Int8AndFp8GemmOnlyAndFused) {
       EXPECT_TRUE((*g)->sparse());
       EXPECT_LT((*g)->weight_bytes(), w.size());  // compressed values + metadata
       dw.reset();                                 // the dense copy is not needed any more
-      for (int c = 0; c < cuda::GemmCutlass::kConfigs; ++c) check_gemm(**g, c, w, s, ++seed);
+      ASSERT_GE((*g)->configs(), 1);
+      for (int c = 0; c < (*g)->configs(); ++c) check_gemm(**g, c, w, s, ++seed);
     }
 }
 
@@ -192,7 +193,8 @@ TEST(Sm90_CutlassDenseGemm_TN, Int8AndFp8GemmOnlyAndFused) {
       auto g = cuda::GemmCutlass::create_dense(t, s.N, s.K, dw.get());
       SS_ASSERT_OK(g.status());
       EXPECT_FALSE((*g)->sparse());
-      for (int c = 0; c < cuda::GemmCutlass::kConfigs; ++c) check_gemm(**g, c, w, s, ++seed);
+      ASSERT_GE((*g)->configs(), 1);
+      for (int c = 0; c < (*g)->configs(); ++c) check_gemm(**g, c, w, s, ++seed);
     }
 }
 
@@ -240,7 +242,7 @@ TEST(Sm90_CutlassLinear_int8, MatchesLibraryBackendBitForBit) {
       lib.sparse_backend = lib.dense_backend = GemmBackend::kLibrary;
       cut.sparse_backend = cut.dense_backend = GemmBackend::kCutlass;
       // Each CUTLASS configuration, chosen through the tuning table as `bench kernel` does.
-      for (int cfg = 0; cfg < cuda::GemmCutlass::kConfigs; ++cfg)
+      for (int cfg = 0; cfg < cuda::GemmCutlass::kMaxConfigs; ++cfg)
         for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
           SCOPED_TRACE(std::string(linear_mode_name(mode)) + " config " + std::to_string(cfg));
           TuningTable tt;  // filled below from the layer's own tuning hooks
@@ -248,7 +250,10 @@ TEST(Sm90_CutlassLinear_int8, MatchesLibraryBackendBitForBit) {
           auto lc = make_linear(mode, *w, bias.data(), cut);
           SS_ASSERT_OK(lc.status());
           EXPECT_NE((*lc)->describe().find("CUTLASS"), std::string::npos) << (*lc)->describe();
-          ASSERT_EQ(*(*lc)->gemm_configs(c.M), cuda::GemmCutlass::kConfigs);
+          const int n_cfg = *(*lc)->gemm_configs(c.M);
+          ASSERT_GE(n_cfg, 1);
+          ASSERT_LE(n_cfg, cuda::GemmCutlass::kMaxConfigs);
+          if (cfg >= n_cfg) continue;
           TuneEntry te = (*lc)->config(c.M, cfg, 1);
           EXPECT_EQ(te.backend, "cutlass");
           EXPECT_EQ(te.algo_index, cfg);
@@ -402,7 +407,7 @@ TEST(Sm90_CutlassLinear, BadInputIsOneClearError) {
   ASSERT_TRUE(d.reserve(64 * 64 * 4).ok());
   EXPECT_EQ((*g)->run(w.get(), d.get(), 4, 62, 0, nullptr).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*g)->run(w.get(), d.get(), 0, 64, 0, nullptr).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ((*g)->run(w.get(), d.get(), 4, 64, cuda::GemmCutlass::kConfigs, nullptr).code(),
+  EXPECT_EQ((*g)->run(w.get(), d.get(), 4, 64, (*g)->configs(), nullptr).code(),
             StatusCode::kInvalidArgument);
 
   auto wf = random_f32(32 * 64, 9);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "cuda/cuda_check.h"
 #include "cuda/gemm_cutlass.h"
@@ -283,16 +284,20 @@ class Runner {
   PlanCache<KF> fused_plans_;
 };
 
-// Two configurations of one dtype and kind over one weight (configuration 0 is the default).
-// Sparse: both must share the compressed layout (same SparseConfig: tile K >= 128).
-template <class Cfg0, class Cfg1>
+// The configurations of one dtype and kind over one weight (configuration 0 is the default).
+// Sparse: all share one compressed layout (SparseConfig: tile K >= 128, static_assert below).
+template <class Cfg0, class... CfgN>
 class CutlassGemmImpl final : public GemmCutlass {
   using Cfg = Cfg0;
   using KA = Kernel<Cfg0, false>;
   using ElementAB = typename Cfg::ElementAB;
   using Mainloop = typename KA::CollectiveMainloop;
-  static_assert(std::is_same_v<ElementAB, typename Cfg1::ElementAB> &&
-                Cfg0::kSparse == Cfg1::kSparse);
+  static_assert(((std::is_same_v<ElementAB, typename CfgN::ElementAB> &&
+                  Cfg0::kSparse == CfgN::kSparse) &&
+                 ...));
+  static constexpr int kN = 1 + static_cast<int>(sizeof...(CfgN));
+  static_assert(kN <= kMaxConfigs);
+  using Runners = std::tuple<Runner<Cfg0>, Runner<CfgN>...>;
 
  public:
   // Sparse: compresses rows [0, N_gemm) of w (ld ld_w). Dense: keeps the pointer.
@@ -314,12 +319,16 @@ class CutlassGemmImpl final : public GemmCutlass {
     return std::unique_ptr<GemmCutlass>(std::move(g));
   }
 
+  int configs() const override { return kN; }
   std::string describe() const override {
-    return std::string("CUTLASS sm90 ") + (Cfg::kSparse ? "2:4 sparse " : "dense ") +
-           dtype_name(in_) + " {" + Runner<Cfg0>::name() + " | " + Runner<Cfg1>::name() + "}";
+    std::string s = std::string("CUTLASS sm90 ") + (Cfg::kSparse ? "2:4 sparse " : "dense ") +
+                    dtype_name(in_) + " {";
+    for (int c = 0; c < kN; ++c) s += (c ? " | " : "") + config_name(c);
+    return s + "}";
   }
   std::string config_name(int c) const override {
-    return c == 1 ? Runner<Cfg1>::name() : Runner<Cfg0>::name();
+    const std::string names[kN] = {Runner<Cfg0>::name(), Runner<CfgN>::name()...};
+    return c >= 0 && c < kN ? names[c] : std::string("?");
   }
   size_t weight_bytes() const override {
     return Cfg::kSparse ? a_c_.bytes() + e_.bytes()
@@ -330,8 +339,8 @@ class CutlassGemmImpl final : public GemmCutlass {
              cudaStream_t stream) override {
     SS_RETURN_IF_ERROR(can_implement(M, ldd, false));
     SS_RETURN_IF_ERROR(check_config(config));
-    if (config == 1) return r1_.run(wv_, N_gemm(), K_pad_, x, d, M, ldd, stream);
-    return r0_.run(wv_, N_gemm(), K_pad_, x, d, M, ldd, stream);
+    return with_runner(config,
+                       [&](auto& r) { return r.run(wv_, N_gemm(), K_pad_, x, d, M, ldd, stream); });
   }
 
   Status run_fused(const void* x, const CutlassEpilogue& e, void* y, int64_t M, int64_t ldy,
@@ -339,23 +348,37 @@ class CutlassGemmImpl final : public GemmCutlass {
     SS_RETURN_IF_ERROR(can_implement(M, ldy, true));
     SS_RETURN_IF_ERROR(check_config(config));
     if (!e.s_x || !e.s_w) return invalid_argument("CUTLASS fused GEMM: s_x and s_w are required");
-    if (config == 1) return r1_.run_fused(wv_, N_gemm(), K_pad_, x, e, y, M, ldy, stream);
-    return r0_.run_fused(wv_, N_gemm(), K_pad_, x, e, y, M, ldy, stream);
+    return with_runner(config, [&](auto& r) {
+      return r.run_fused(wv_, N_gemm(), K_pad_, x, e, y, M, ldy, stream);
+    });
   }
 
  private:
   CutlassGemmImpl() = default;
   static Status check_config(int c) {
-    if (c >= 0 && c < kConfigs) return Status::Ok();
+    if (c >= 0 && c < kN) return Status::Ok();
     return invalid_argument("CUTLASS GEMM: config " + std::to_string(c) + " must be in [0, " +
-                            std::to_string(kConfigs) + ")");
+                            std::to_string(kN) + ")");
+  }
+  // f(runner of configuration c) for c in [0, kN) (checked by the callers).
+  template <class F, size_t... I>
+  Status with_runner_i(int c, F&& f, std::index_sequence<I...>) {
+    Status s = Status::Ok();
+    ((static_cast<int>(I) == c ? void(s = f(std::get<I>(runners_))) : void()), ...);
+    return s;
+  }
+  template <class F>
+  Status with_runner(int c, F&& f) {
+    return with_runner_i(c, std::forward<F>(f), std::make_index_sequence<kN>{});
   }
 
   Status compress(int64_t ld_w, const void* w, cudaStream_t stream) {
     if constexpr (Cfg::kSparse) {
-      // Both configurations read the one compressed copy.
-      static_assert(std::is_same_v<typename Mainloop::SparseConfig,
-                                   typename Kernel<Cfg1, false>::CollectiveMainloop::SparseConfig>);
+      // Every configuration reads the one compressed copy.
+      static_assert(
+          (std::is_same_v<typename Mainloop::SparseConfig,
+                          typename Kernel<CfgN, false>::CollectiveMainloop::SparseConfig> &&
+           ...));
       using ProblemShape = cute::Shape<int, int, int, int>;
       using SparseConfig = typename Mainloop::SparseConfig;
       using StrideA = typename KA::StrideA;
@@ -399,8 +422,7 @@ class CutlassGemmImpl final : public GemmCutlass {
 
   DeviceBuffer a_c_, e_;  // sparse: compressed values, metadata
   WeightView wv_;         // dense: the caller's weight (not owned)
-  Runner<Cfg0> r0_;
-  Runner<Cfg1> r1_;
+  Runners runners_;       // one per configuration, each with its plan caches
 };
 
 }  // namespace slidesparse::cuda::cutlass_impl

@@ -1,6 +1,8 @@
 // CUTLASS sm90a 2:4 sparse int8 GEMMs (int32 accumulate): the slided weight compressed by
 // CUTLASS's compressor x dense activations. Tiles in CUTLASS coordinates (channels x tokens x
-// logical K). 0: pingpong 128x128x128 cluster 2x1; 1: cooperative 128x256x128 cluster 2x1.
+// logical K). 0: pingpong 128x128x128 cluster 2x1; 1: cooperative 128x256x128 cluster 2x1;
+// 2: pingpong 128x128x256 cluster 2x1; 3: cooperative 256x128x256 cluster 2x1 (tile K 256: 128
+// bytes of compressed values per row and k-block; cooperative 128x256x256, tried, never won).
 #include "cuda/cutlass/factories.h"
 #include "cuda/cutlass/gemm_cutlass_impl.cuh"
 
@@ -16,11 +18,21 @@ using SparseI8_1 =
                          cute::Shape<cute::_2, cute::_1, cute::_1>,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperative,
                          cutlass::epilogue::TmaWarpSpecializedCooperative>;
+using SparseI8_2 =
+    cutlass_impl::Config<int8_t, true, cute::Shape<cute::_128, cute::_128, cute::_256>,
+                         cute::Shape<cute::_2, cute::_1, cute::_1>,
+                         cutlass::gemm::KernelTmaWarpSpecializedPingpong,
+                         cutlass::epilogue::TmaWarpSpecialized>;
+using SparseI8_3 =
+    cutlass_impl::Config<int8_t, true, cute::Shape<cute::_256, cute::_128, cute::_256>,
+                         cute::Shape<cute::_2, cute::_1, cute::_1>,
+                         cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
 
 Expected<std::unique_ptr<GemmCutlass>> cutlass_sparse_i8(int64_t N, int64_t K_pad, int64_t ld_w,
                                                          const void* w, cudaStream_t stream) {
-  return cutlass_impl::CutlassGemmImpl<SparseI8_0, SparseI8_1>::create(DType::kI8, N, K_pad, ld_w,
-                                                                       w, stream);
+  return cutlass_impl::CutlassGemmImpl<SparseI8_0, SparseI8_1, SparseI8_2, SparseI8_3>::create(
+      DType::kI8, N, K_pad, ld_w, w, stream);
 }
 
 }  // namespace slidesparse::cuda
