@@ -9,6 +9,13 @@
 namespace slidesparse::cuda {
 
 Status check_device(int* sm_out) {
+  // A device that passed is not queried again (layers ask once each at load; the properties
+  // query costs far more than a kernel launch).
+  static std::atomic<int> passed_sm{0};
+  if (const int v = passed_sm.load()) {
+    if (sm_out) *sm_out = v;
+    return Status::Ok();
+  }
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
@@ -25,6 +32,7 @@ Status check_device(int* sm_out) {
     return unsupported("GPU " + std::string(prop.name) + " is sm_" + std::to_string(sm) +
                        "; SlideSparse needs sm_80 or newer (sparse tensor cores)");
   }
+  passed_sm.store(sm);
   return Status::Ok();
 }
 

@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                    const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0, int rep,
                    int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
   constexpr int kStride = Tile<HD, MT>::kStride, kBr = Tile<HD, MT>::kBr;
-  constexpr int kWarpRows = Tile<HD, MT>::kWarpRows, kMt = MT;
+  constexpr int kWarpRows = Tile<HD, MT>::kWarpRows;
   constexpr int kDk = HD / 16;  // k-steps of Q K^T
   constexpr int kNt = kBc / 8;  // n-tiles of S
   extern __shared__ uint4 smem_raw[];
@@ -78,14 +78,14 @@ __global__ void __launch_bounds__(kThreads, 2)
   load_tile<HD, kBc>(sV, vg, ldkv, static_cast<int>(min64(kBc, kv_end)), vg, tid);
   cp_async_commit();
 
-  float o[kMt][HD / 8][4];
+  float o[MT][HD / 8][4];
 #pragma unroll
-  for (int mt = 0; mt < kMt; ++mt)
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int d = 0; d < HD / 8; ++d) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.0f;
-  float m_run[kMt][2], l_run[kMt][2];
+  float m_run[MT][2], l_run[MT][2];
 #pragma unroll
-  for (int mt = 0; mt < kMt; ++mt)
+  for (int mt = 0; mt < MT; ++mt)
     m_run[mt][0] = m_run[mt][1] = -INFINITY, l_run[mt][0] = l_run[mt][1] = 0.0f;
   const int wr0 = warp * kWarpRows;         // first tile row of this warp
   const int64_t qpos_lo = pos0 + i0 + wr0;  // smallest query position of this warp
@@ -108,25 +108,25 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (kbase > qpos_lo + kWarpRows - 1) continue;
 
     // S = Q K^T for this warp's 32 rows x 64 keys.
-    float sc[kMt][kNt][4];
+    float sc[MT][kNt][4];
 #pragma unroll
-    for (int mt = 0; mt < kMt; ++mt)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
       for (int n = 0; n < kNt; ++n)
         sc[mt][n][0] = sc[mt][n][1] = sc[mt][n][2] = sc[mt][n][3] = 0.0f;
     const T* sKb = sK + buf * kBc * kStride;
 #pragma unroll
     for (int kd = 0; kd < kDk; ++kd) {
-      uint32_t qf[kMt][4];
+      uint32_t qf[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < kMt; ++mt) ldmatrix_x4(qf[mt], sQw + mt * 16 * kStride + kd * 16);
+      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(qf[mt], sQw + mt * 16 * kStride + kd * 16);
 #pragma unroll
       for (int np = 0; np < kBc / 16; ++np) {
         uint32_t b[4];
         ldmatrix_x4(b, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * kStride + kd * 16 +
                            ((lane >> 3) & 1) * 8);
 #pragma unroll
-        for (int mt = 0; mt < kMt; ++mt) {
+        for (int mt = 0; mt < MT; ++mt) {
           mma16816<T>(sc[mt][2 * np], qf[mt], b[0], b[1]);
           mma16816<T>(sc[mt][2 * np + 1], qf[mt], b[2], b[3]);
         }
@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     // Causal mask, only on tiles reaching past this warp's first query position.
     if (kbase + kBc - 1 > qpos_lo) {
 #pragma unroll
-      for (int mt = 0; mt < kMt; ++mt)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int n = 0; n < kNt; ++n)
 #pragma unroll
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     // Online softmax (log2 domain). Every row sees key 0 in tile 0, so m_run is finite from then
     // on.
 #pragma unroll
-    for (int mt = 0; mt < kMt; ++mt)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         float mx = -INFINITY;
@@ -180,9 +180,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     const T* sVb = sV + buf * kBc * kStride;
 #pragma unroll
     for (int kc = 0; kc < kBc / 16; ++kc) {
-      uint32_t a[kMt][4];
+      uint32_t a[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < kMt; ++mt) {
+      for (int mt = 0; mt < MT; ++mt) {
         a[mt][0] = pack2<T>(sc[mt][2 * kc][0], sc[mt][2 * kc][1]);
         a[mt][1] = pack2<T>(sc[mt][2 * kc][2], sc[mt][2 * kc][3]);
         a[mt][2] = pack2<T>(sc[mt][2 * kc + 1][0], sc[mt][2 * kc + 1][1]);
@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         ldmatrix_x4_trans(b, sVb + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kStride +
                                  dp * 16 + (lane >> 4) * 8);
 #pragma unroll
-        for (int mt = 0; mt < kMt; ++mt) {
+        for (int mt = 0; mt < MT; ++mt) {
           mma16816<T>(o[mt][2 * dp], a[mt], b[0], b[1]);
           mma16816<T>(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
         }
@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   // O / l, rounded once to T; padding rows (i >= L) are not stored.
 #pragma unroll
-  for (int mt = 0; mt < kMt; ++mt)
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float l = l_run[mt][r];
