@@ -5,17 +5,10 @@
 
 namespace slidesparse::cuda {
 
-using DenseF8_0 = cutlass_impl::Config<cutlass::float_e4m3_t, false,
-                                       cute::Shape<cute::_128, cute::_128, cute::_128>,
-                                       cute::Shape<cute::_2, cute::_1, cute::_1>,
-                                       cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum,
-                                       cutlass::epilogue::TmaWarpSpecialized>;
-using DenseF8_1 =
-    cutlass_impl::Config<cutlass::float_e4m3_t, false,
-                         cute::Shape<cute::_128, cute::_256, cute::_128>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
+using DenseF8_0 = cutlass_impl::Cfg<cutlass::float_e4m3_t, false, 128, 128, 128, 2,
+                                    cutlass_impl::Sched::kPingpong>;
+using DenseF8_1 = cutlass_impl::Cfg<cutlass::float_e4m3_t, false, 128, 256, 128, 2,
+                                    cutlass_impl::Sched::kCooperative>;
 
 Expected<std::unique_ptr<GemmCutlass>> cutlass_dense_f8(int64_t N, int64_t K_pad, const void* w) {
   return cutlass_impl::CutlassGemmImpl<DenseF8_0, DenseF8_1>::create(DType::kF8E4M3, N, K_pad,

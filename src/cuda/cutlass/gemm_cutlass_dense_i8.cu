@@ -6,15 +6,9 @@
 namespace slidesparse::cuda {
 
 using DenseI8_0 =
-    cutlass_impl::Config<int8_t, false, cute::Shape<cute::_128, cute::_128, cute::_128>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedPingpong,
-                         cutlass::epilogue::TmaWarpSpecialized>;
+    cutlass_impl::Cfg<int8_t, false, 128, 128, 128, 2, cutlass_impl::Sched::kPingpong>;
 using DenseI8_1 =
-    cutlass_impl::Config<int8_t, false, cute::Shape<cute::_128, cute::_256, cute::_128>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
+    cutlass_impl::Cfg<int8_t, false, 128, 256, 128, 2, cutlass_impl::Sched::kCooperative>;
 
 Expected<std::unique_ptr<GemmCutlass>> cutlass_dense_i8(int64_t N, int64_t K_pad, const void* w) {
   return cutlass_impl::CutlassGemmImpl<DenseI8_0, DenseI8_1>::create(DType::kI8, N, K_pad, K_pad, w,

@@ -425,4 +425,27 @@ class CutlassGemmImpl final : public GemmCutlass {
   Runners runners_;       // one per configuration, each with its plan caches
 };
 
+// A configuration by its numbers, as the per-dtype .cu files list them: tile TM x TN x TK,
+// cluster CM x 1, pingpong or cooperative (kernel and epilogue schedule; fp8 takes the FastAccum
+// kernel schedules). The same Config types as spelled out in full.
+enum class Sched { kPingpong, kCooperative };
+template <class ElementAB, Sched S>
+struct KernelSched {
+  static constexpr bool kF8 = !std::is_same_v<ElementAB, int8_t>;
+  using Pingpong =
+      std::conditional_t<kF8, cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum,
+                         cutlass::gemm::KernelTmaWarpSpecializedPingpong>;
+  using Cooperative =
+      std::conditional_t<kF8, cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
+                         cutlass::gemm::KernelTmaWarpSpecializedCooperative>;
+  using Kernel = std::conditional_t<S == Sched::kPingpong, Pingpong, Cooperative>;
+  using Epilogue = std::conditional_t<S == Sched::kPingpong, cutlass::epilogue::TmaWarpSpecialized,
+                                      cutlass::epilogue::TmaWarpSpecializedCooperative>;
+};
+template <class ElementAB, bool kSparse, int TM, int TN, int TK, int CM, Sched S>
+using Cfg = Config<ElementAB, kSparse, cute::Shape<cute::Int<TM>, cute::Int<TN>, cute::Int<TK>>,
+                   cute::Shape<cute::Int<CM>, cute::_1, cute::_1>,
+                   typename KernelSched<ElementAB, S>::Kernel,
+                   typename KernelSched<ElementAB, S>::Epilogue>;
+
 }  // namespace slidesparse::cuda::cutlass_impl

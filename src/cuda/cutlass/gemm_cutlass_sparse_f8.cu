@@ -8,30 +8,14 @@
 
 namespace slidesparse::cuda {
 
-using SparseF8_0 =
-    cutlass_impl::Config<cutlass::float_e4m3_t, true,
-                         cute::Shape<cute::_128, cute::_128, cute::_256>,
-                         cute::Shape<cute::_1, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
-using SparseF8_1 =
-    cutlass_impl::Config<cutlass::float_e4m3_t, true,
-                         cute::Shape<cute::_128, cute::_256, cute::_128>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
-
-using SparseF8_2 = cutlass_impl::Config<cutlass::float_e4m3_t, true,
-                                        cute::Shape<cute::_128, cute::_128, cute::_256>,
-                                        cute::Shape<cute::_2, cute::_1, cute::_1>,
-                                        cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum,
-                                        cutlass::epilogue::TmaWarpSpecialized>;
-using SparseF8_3 =
-    cutlass_impl::Config<cutlass::float_e4m3_t, true,
-                         cute::Shape<cute::_256, cute::_128, cute::_256>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
+using SparseF8_0 = cutlass_impl::Cfg<cutlass::float_e4m3_t, true, 128, 128, 256, 1,
+                                     cutlass_impl::Sched::kCooperative>;
+using SparseF8_1 = cutlass_impl::Cfg<cutlass::float_e4m3_t, true, 128, 256, 128, 2,
+                                     cutlass_impl::Sched::kCooperative>;
+using SparseF8_2 = cutlass_impl::Cfg<cutlass::float_e4m3_t, true, 128, 128, 256, 2,
+                                     cutlass_impl::Sched::kPingpong>;
+using SparseF8_3 = cutlass_impl::Cfg<cutlass::float_e4m3_t, true, 256, 128, 256, 2,
+                                     cutlass_impl::Sched::kCooperative>;
 
 Expected<std::unique_ptr<GemmCutlass>> cutlass_sparse_f8(int64_t N, int64_t K_pad, int64_t ld_w,
                                                          const void* w, cudaStream_t stream) {

@@ -9,25 +9,13 @@
 namespace slidesparse::cuda {
 
 using SparseI8_0 =
-    cutlass_impl::Config<int8_t, true, cute::Shape<cute::_128, cute::_128, cute::_128>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedPingpong,
-                         cutlass::epilogue::TmaWarpSpecialized>;
+    cutlass_impl::Cfg<int8_t, true, 128, 128, 128, 2, cutlass_impl::Sched::kPingpong>;
 using SparseI8_1 =
-    cutlass_impl::Config<int8_t, true, cute::Shape<cute::_128, cute::_256, cute::_128>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
+    cutlass_impl::Cfg<int8_t, true, 128, 256, 128, 2, cutlass_impl::Sched::kCooperative>;
 using SparseI8_2 =
-    cutlass_impl::Config<int8_t, true, cute::Shape<cute::_128, cute::_128, cute::_256>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedPingpong,
-                         cutlass::epilogue::TmaWarpSpecialized>;
+    cutlass_impl::Cfg<int8_t, true, 128, 128, 256, 2, cutlass_impl::Sched::kPingpong>;
 using SparseI8_3 =
-    cutlass_impl::Config<int8_t, true, cute::Shape<cute::_256, cute::_128, cute::_256>,
-                         cute::Shape<cute::_2, cute::_1, cute::_1>,
-                         cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
+    cutlass_impl::Cfg<int8_t, true, 256, 128, 256, 2, cutlass_impl::Sched::kCooperative>;
 
 Expected<std::unique_ptr<GemmCutlass>> cutlass_sparse_i8(int64_t N, int64_t K_pad, int64_t ld_w,
                                                          const void* w, cudaStream_t stream) {
