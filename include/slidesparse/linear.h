@@ -144,6 +144,13 @@ class GpuLinear {
   // forward_prepared is kUnsupported (call forward).
   virtual Expected<InputSlot> input_slot(int64_t M) = 0;
   virtual Status forward_prepared(void* y, int64_t M, void* stream) = 0;
+  // Residual forms of forward / forward_prepared: res[M, N] = T(res + T(y)) for the y that
+  // forward would write — a sublayer's residual add done by the layer's epilogue (the fused
+  // CUTLASS epilogue or the dequant kernel) instead of a y buffer and a separate add; bit-identical
+  // to forward followed by that add. W8A8 layers only (fuses_residual()); else kUnsupported.
+  virtual bool fuses_residual() const { return false; }
+  virtual Status forward_residual(const void* x, void* res, int64_t M, void* stream);
+  virtual Status forward_prepared_residual(void* res, int64_t M, void* stream);
   // After run_gemm (or forward with a bias or padding): host copy of the accumulators [M, N]
   // (I32 for int8, F32 for fp8, the activation dtype for bf16/fp16). Synchronizes the stream.
   virtual Status copy_accumulators(int64_t M, void* host, void* stream) = 0;

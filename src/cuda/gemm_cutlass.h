@@ -3,7 +3,9 @@
 // compressor) and a dense GEMM of the same tiling family, both int8 or fp8 e4m3, each in two forms:
 //   GEMM only: d = acc (I32 for int8, F32 for fp8), like the other backends;
 //   fused:     y = bf16(((acc * s_x[m]) * s_w[n]) + bias[n]) written by the GEMM's epilogue (an
-//              epilogue visitor tree), the same three fp32 roundings as kernels/epilogue.cu.
+//              epilogue visitor tree), the same three fp32 roundings as kernels/epilogue.cu;
+//              with a residual r: y = bf16(r + that bf16) (a third kernel per configuration that
+//              also loads r; y may be r: the residual stream updated in place).
 // Layout as gemm.h (TN): W [N, K] row-major (A, K-major), X [M, K] row-major (B, K-major);
 // D = W * X^T is column-major N x M, i.e. row-major [M, ldd] = Y. No CUTLASS types here: the
 // kernels live in src/cuda/cutlass/ (built with -DSLIDESPARSE_CUTLASS=ON, 90a only).
@@ -25,11 +27,13 @@
 namespace slidesparse::cuda {
 
 // The fused epilogue's vectors. s_x: [>= M] per token; s_w, bias: [>= N_gemm] per output
-// channel (bias may be null: 0). All fp32 device pointers.
+// channel (bias may be null: 0). All fp32 device pointers. residual: null, or bf16 [M, ldy] with
+// the output's leading dimension (may equal y: in place).
 struct CutlassEpilogue {
   const float* s_x = nullptr;
   const float* s_w = nullptr;
   const float* bias = nullptr;
+  const void* residual = nullptr;
 };
 
 class GemmCutlass {
@@ -66,7 +70,7 @@ class GemmCutlass {
   // GEMM only. x: [M, K_pad] (ld K_pad); d: [M, ldd] I32/F32, columns [0, N_gemm) written.
   virtual Status run(const void* x, void* d, int64_t M, int64_t ldd, int config,
                      cudaStream_t stream) = 0;
-  // Fused dequant + bias, bf16 out. y: [M, ldy], columns [0, N_gemm) written.
+  // Fused dequant + bias (+ residual), bf16 out. y: [M, ldy], columns [0, N_gemm) written.
   virtual Status run_fused(const void* x, const CutlassEpilogue& e, void* y, int64_t M, int64_t ldy,
                            int config, cudaStream_t stream) = 0;
 

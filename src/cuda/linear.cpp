@@ -111,16 +111,22 @@ Status upload_padded(DeviceBuffer& b, const float* host, int64_t n, int64_t n_pa
   return Status::Ok();
 }
 
-// CUTLASS GEMM with the fused dequant + bias epilogue into y [M, N] bf16. The kernel writes
-// N_gemm = round_up(N, 8) columns with 16-byte aligned rows: other N go through `scratch`
-// [M, ld_scratch] and a 2D copy.
+// CUTLASS GEMM with the fused dequant + bias epilogue into y [M, N] bf16 (with `res`: y = res =
+// bf16(res + that), the residual form). The kernel writes N_gemm = round_up(N, 8) columns with
+// 16-byte aligned rows: other N go through `scratch` [M, ld_scratch] and a 2D copy (residual
+// form: the epilogue kernel's add, the same rounding).
 Status cutlass_fused_forward(GemmCutlass& g, int config, const void* xq, const float* sx,
                              const float* sw, const float* bias, void* y, int64_t M, int64_t N,
-                             int64_t ld_scratch, DeviceBuffer& scratch, cudaStream_t s) {
-  CutlassEpilogue e{sx, sw, bias};
+                             int64_t ld_scratch, DeviceBuffer& scratch, cudaStream_t s,
+                             const void* res = nullptr) {
+  CutlassEpilogue e{sx, sw, bias, res};
   if (N % 8 == 0) return g.run_fused(xq, e, y, M, N, config, s);
+  e.residual = nullptr;
   SS_RETURN_IF_ERROR(scratch.reserve(static_cast<size_t>(M * ld_scratch) * 2));
   SS_RETURN_IF_ERROR(g.run_fused(xq, e, scratch.get(), M, ld_scratch, config, s));
+  if (res)
+    return kernels::launch_epilogue(DType::kBF16, scratch.get(), ld_scratch, nullptr, nullptr,
+                                    nullptr, DType::kBF16, y, N, M, N, s, res);
   SS_CUDA_TRY(cudaMemcpy2DAsync(y, N * 2, scratch.get(), ld_scratch * 2, N * 2, M,
                                 cudaMemcpyDeviceToDevice, s));
   return Status::Ok();
@@ -253,20 +259,37 @@ class DenseLinear final : public GpuLinear {
   }
 
   Status run_epilogue(void* y, int64_t M, void* stream) override {
+    return epilogue_into(y, nullptr, M, stream);
+  }
+  Status epilogue_into(void* y, const void* res, int64_t M, void* stream) {
     const bool q8 = q_ != QuantMode::kNone;
     return kernels::launch_epilogue(
         gout_, sc_->acc.get(), N_ld_, q8 ? sc_->sx.as<float>() : nullptr,
         q8 ? sw_.as<float>() : nullptr, has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_,
-        S(stream));
+        S(stream), res);
   }
 
-  // CUTLASS with bf16 activations: GEMM + dequant + bias in one kernel.
+  // CUTLASS with bf16 activations: GEMM + dequant + bias (+ residual) in one kernel.
   bool fused(int64_t M) const { return cut_for(M) && act_ == DType::kBF16; }
-  Status run_fused(void* y, int64_t M, void* stream) {
+  Status run_fused(void* y, int64_t M, void* stream, const void* res = nullptr) {
     return cutlass_fused_forward(*cg_, cutlass_config(*cg_, tuning_, prec_, "dense", N_, K_, M),
                                  sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
                                  has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_ld_,
-                                 yscratch_, S(stream));
+                                 yscratch_, S(stream), res);
+  }
+
+  bool fuses_residual() const override { return q_ != QuantMode::kNone; }
+  Status forward_residual(const void* x, void* res, int64_t M, void* stream) override {
+    if (!fuses_residual()) return GpuLinear::forward_residual(x, res, M, stream);
+    SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
+    return forward_prepared_residual(res, M, stream);
+  }
+  Status forward_prepared_residual(void* res, int64_t M, void* stream) override {
+    if (!fuses_residual()) return GpuLinear::forward_prepared_residual(res, M, stream);
+    SS_RETURN_IF_ERROR(reserve(M));
+    if (fused(M)) return run_fused(res, M, stream, res);
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
+    return epilogue_into(res, res, M, stream);
   }
 
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
@@ -469,11 +492,14 @@ class SparseLinear final : public GpuLinear {
   }
 
   Status run_epilogue(void* y, int64_t M, void* stream) override {
+    return epilogue_into(y, nullptr, M, stream);
+  }
+  Status epilogue_into(void* y, const void* res, int64_t M, void* stream) {
     const bool q8 = q_ != QuantMode::kNone;
     return kernels::launch_epilogue(
         gout_, sc_->acc.get(), N_pad_, q8 ? sc_->sx.as<float>() : nullptr,
         q8 ? sw_.as<float>() : nullptr, has_bias_ ? bias_.as<float>() : nullptr, act_, y, N_, M, N_,
-        S(stream));
+        S(stream), res);
   }
 
   Status forward(const void* x, void* y, int64_t M, void* stream) override {
@@ -493,13 +519,29 @@ class SparseLinear final : public GpuLinear {
     s.lift = p_;
     return s;
   }
+  bool fuses_residual() const override { return q_ != QuantMode::kNone; }
+  Status forward_residual(const void* x, void* res, int64_t M, void* stream) override {
+    if (!fuses_residual()) return GpuLinear::forward_residual(x, res, M, stream);
+    SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
+    return forward_prepared_residual(res, M, stream);
+  }
+  Status forward_prepared_residual(void* res, int64_t M, void* stream) override {
+    if (!fuses_residual()) return GpuLinear::forward_prepared_residual(res, M, stream);
+    SS_RETURN_IF_ERROR(reserve(M));
+    if (cut_for(M) && act_ == DType::kBF16) return run_fused(res, M, stream, res);
+    SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
+    return epilogue_into(res, res, M, stream);
+  }
+  // CUTLASS: GEMM + dequant + bias (+ residual) in one kernel.
+  Status run_fused(void* y, int64_t M, void* stream, const void* res = nullptr) {
+    return cutlass_fused_forward(*cg_, cutlass_config(*cg_, tuning_, prec_, p_.str(), N_, K_, M),
+                                 sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
+                                 has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_pad_,
+                                 yscratch_, S(stream), res);
+  }
   Status forward_prepared(void* y, int64_t M, void* stream) override {
     SS_RETURN_IF_ERROR(reserve(M));
-    if (cut_for(M) && act_ == DType::kBF16)  // CUTLASS: GEMM + dequant + bias in one kernel
-      return cutlass_fused_forward(*cg_, cutlass_config(*cg_, tuning_, prec_, p_.str(), N_, K_, M),
-                                   sc_->xq.get(), sc_->sx.as<float>(), sw_.as<float>(),
-                                   has_bias_ ? bias_.as<float>() : nullptr, y, M, N_, N_pad_,
-                                   yscratch_, S(stream));
+    if (cut_for(M) && act_ == DType::kBF16) return run_fused(y, M, stream);
     if (!cut_for(M) && q_ == QuantMode::kNone && !has_bias_ && N_ == N_pad_ && M % align_ == 0)
       return gemm_into(y, M, stream);  // W16A16 with no padding: the GEMM writes y directly
     SS_RETURN_IF_ERROR(gemm_into(sc_->acc.get(), M, stream));
@@ -617,6 +659,13 @@ class AutoLinear final : public GpuLinear {
   Expected<InputSlot> input_slot(int64_t M) override { return pick(M)->input_slot(M); }
   Status forward_prepared(void* y, int64_t M, void* s) override {
     return pick(M)->forward_prepared(y, M, s);
+  }
+  bool fuses_residual() const override { return q_ != QuantMode::kNone; }
+  Status forward_residual(const void* x, void* res, int64_t M, void* s) override {
+    return pick(M)->forward_residual(x, res, M, s);
+  }
+  Status forward_prepared_residual(void* res, int64_t M, void* s) override {
+    return pick(M)->forward_prepared_residual(res, M, s);
   }
   Status copy_accumulators(int64_t M, void* host, void* s) override {
     return pick(M)->copy_accumulators(M, host, s);
@@ -756,6 +805,13 @@ Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const f
   }
   return std::unique_ptr<GpuLinear>(
       new cuda::AutoLinear(std::move(d), std::move(s), w.pattern, prec, cfg.tuning, bs, bd));
+}
+
+Status GpuLinear::forward_residual(const void*, void*, int64_t, void*) {
+  return unsupported(describe() + ": no residual epilogue (W8A8 layers only): call forward");
+}
+Status GpuLinear::forward_prepared_residual(void*, int64_t, void*) {
+  return unsupported(describe() + ": no residual epilogue (W8A8 layers only): call forward");
 }
 
 Expected<std::unique_ptr<GpuLinear>> make_linear(LinearMode mode, const NmTensor& w,

@@ -1,9 +1,10 @@
 // The CUTLASS sm90a GEMMs (src/cuda/gemm_cutlass.h) against CPU references: 2:4 sparse and dense,
 // int8 (int32 accumulators bit-exact; fused bf16 output bit-exact to the same fp32 epilogue
 // arithmetic) and fp8 e4m3 (stated tolerance), GEMM only and with the fused dequant + bias
-// epilogue; odd M (1, 7, 19), N = 111 (padding), K not a multiple of 64; the linear layers with
-// the CUTLASS backend against the cuSPARSELt / cuBLASLt ones on the same weights (int8: identical
-// outputs), for 2:4 and the slided 6:8; bad input. Skips without an sm_90 GPU or a CUTLASS build.
+// epilogue (also with the residual add); odd M (1, 7, 19), N = 111 (padding), K not a multiple
+// of 64; the linear layers with the CUTLASS backend against the cuSPARSELt / cuBLASLt ones on the
+// same weights (int8: identical outputs, also in the residual forms), for 2:4 and the slided 6:8;
+// bad input. Skips without an sm_90 GPU or a CUTLASS build.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -91,7 +92,15 @@ float epilogue_ref(float acc, float sx, float sw, float b) {
   return u + b;
 }
 
-// GEMM only and fused, against the CPU reference, for one configuration of a GEMM object.
+// The spacing of bf16 values at |x| (8 significant bits).
+float bf16_ulp(float x) {
+  int e = 0;
+  std::frexp(x == 0.0f ? 1e-30f : x, &e);
+  return std::ldexp(1.0f, e - 8);
+}
+
+// GEMM only, fused and fused with a residual, against the CPU reference, for one configuration
+// of a GEMM object.
 void check_gemm(cuda::GemmCutlass& g, int config, const std::vector<uint8_t>& w, const Shape3& s,
                 uint64_t seed) {
   SCOPED_TRACE("config " + std::to_string(config) + ": " + g.config_name(config));
@@ -136,25 +145,50 @@ void check_gemm(cuda::GemmCutlass& g, int config, const std::vector<uint8_t>& w,
   auto sw = random_f32(Ng, seed + 2, 0.05f);
   auto bias = random_f32(Ng, seed + 3, 2.0f);
   auto dsx = to_device(sx), dsw = to_device(sw), dbias = to_device(bias);
-  for (bool with_bias : {true, false}) {
-    SCOPED_TRACE(with_bias ? "bias" : "no bias");
-    const int64_t ldy = round_up(Ng, 8) + 8;
-    auto dy = poisoned(static_cast<size_t>(M * ldy) * 2, 0xFF);
+  // Residual form (third kernel): y = bf16(r + bf16(...)) in place over r [M, ldy].
+  const int64_t ldy = round_up(Ng, 8) + 8;
+  std::vector<uint16_t> res(static_cast<size_t>(M * ldy));
+  {
+    auto rf = random_f32(M * ldy, seed + 4, 4.0f);
+    for (size_t i = 0; i < res.size(); ++i) res[i] = float_to_bf16(rf[i]);
+  }
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool with_bias = variant != 1, with_res = variant == 2;
+    SCOPED_TRACE(with_res ? "bias + residual" : with_bias ? "bias" : "no bias");
+    auto dy = with_res ? to_device(res) : poisoned(static_cast<size_t>(M * ldy) * 2, 0xFF);
     cuda::CutlassEpilogue e{dsx.as<float>(), dsw.as<float>(),
-                            with_bias ? dbias.as<float>() : nullptr};
+                            with_bias ? dbias.as<float>() : nullptr, with_res ? dy.get() : nullptr};
     SS_ASSERT_OK(g.run_fused(dx.get(), e, dy.get(), M, ldy, config, nullptr));
     auto y = to_host<uint16_t>(dy, M * ldy);
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) {
         float a = t == DType::kI8 ? static_cast<float>(acc_i[m * N + n]) : acc_f[m * N + n];
         float r = epilogue_ref(a, sx[m], sw[n], with_bias ? bias[n] : 0.0f);
-        // int8: identical fp32 arithmetic -> the same bf16; fp8: 1 ulp for the accumulation.
-        const int ulps = t == DType::kI8 ? 0 : 1;
-        ASSERT_LE(std::abs(ordered16(y[m * ldy + n]) - ordered16(float_to_bf16(r))), ulps)
-            << "m=" << m << " n=" << n << ": " << bf16_to_float(y[m * ldy + n]) << " vs " << r;
+        const uint16_t got = y[m * ldy + n];
+        if (!with_res) {
+          // int8: identical fp32 arithmetic -> the same bf16; fp8: 1 ulp for the accumulation.
+          const int ulps = t == DType::kI8 ? 0 : 1;
+          ASSERT_LE(std::abs(ordered16(got) - ordered16(float_to_bf16(r))), ulps)
+              << "m=" << m << " n=" << n << ": " << bf16_to_float(got) << " vs " << r;
+          continue;
+        }
+        const float yb = bf16_to_float(float_to_bf16(r)), rb = bf16_to_float(res[m * ldy + n]);
+        volatile float sum = rb + yb;
+        const uint16_t want = float_to_bf16(sum);
+        if (t == DType::kI8) {
+          ASSERT_EQ(got, want) << "m=" << m << " n=" << n << ": " << bf16_to_float(got) << " vs "
+                               << bf16_to_float(want);
+        } else {
+          // fp8: the layer output may be 1 bf16 ulp off (above), then the sum rounds once more.
+          const float tol = bf16_ulp(yb) + bf16_ulp(sum);
+          ASSERT_LE(std::fabs(bf16_to_float(got) - bf16_to_float(want)), tol)
+              << "m=" << m << " n=" << n << ": " << bf16_to_float(got) << " vs "
+              << bf16_to_float(want);
+        }
       }
       for (int64_t n = Ng; n < ldy; ++n)
-        ASSERT_EQ(y[m * ldy + n], 0xFFFF) << "wrote past N_gemm at n=" << n;
+        ASSERT_EQ(y[m * ldy + n], with_res ? res[m * ldy + n] : 0xFFFF)
+            << "wrote past N_gemm at n=" << n;
     }
   }
 }
@@ -282,6 +316,29 @@ TEST(Sm90_CutlassLinear_int8, MatchesLibraryBackendBitForBit) {
           SS_ASSERT_OK((*lc)->run_prologue(dx.get(), c.M, nullptr));
           SS_ASSERT_OK((*lc)->forward_prepared(dy.get(), c.M, nullptr));
           EXPECT_EQ(to_host<uint16_t>(dy, c.M * c.N), yc);
+          // Residual forms: r = bf16(r + y) in place, the same bits on both backends (CUTLASS's
+          // third epilogue; N = 111 its scratch path) and as the host add of the layer output.
+          EXPECT_TRUE((*lc)->fuses_residual());
+          auto rf = random_f32(c.M * c.N, ++seed, 8.0f);
+          std::vector<uint16_t> res(rf.size()), want(rf.size());
+          for (size_t i = 0; i < rf.size(); ++i) {
+            res[i] = float_to_bf16(rf[i]);
+            volatile float sum = bf16_to_float(res[i]) + bf16_to_float(yc[i]);
+            want[i] = float_to_bf16(sum);
+          }
+          for (GpuLinear* l : {lc->get(), ll->get()})
+            for (bool prepared : {false, true}) {
+              SCOPED_TRACE(l->describe() +
+                           (prepared ? " forward_prepared_residual" : " forward_residual"));
+              auto dr = to_device(res);
+              if (prepared) {
+                SS_ASSERT_OK(l->run_prologue(dx.get(), c.M, nullptr));
+                SS_ASSERT_OK(l->forward_prepared_residual(dr.get(), c.M, nullptr));
+              } else {
+                SS_ASSERT_OK(l->forward_residual(dx.get(), dr.get(), c.M, nullptr));
+              }
+              ASSERT_EQ(to_host<uint16_t>(dr, c.M * c.N), want);
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 // Every CUDA kernel of the linear layer against its CPU reference, bit for bit: fused
-// quantize+lift, quantize only, lift only, dequant+bias epilogue, slided operand build.
+// quantize+lift, quantize only, lift only, dequant+bias epilogue (+ residual add in place), slided
+// operand build.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -112,9 +113,11 @@ TEST(CudaKernels, EpilogueBitExact) {
   for (DType acc_t : {DType::kI32, DType::kF32})
     for (DType out_t : {DType::kBF16, DType::kF16})
       for (auto [M, N] : {std::pair<int64_t, int64_t>{1, 111}, {19, 64}, {7, 1}, {64, 4096}})
-        for (bool with_bias : {false, true}) {
+        for (int variant = 0; variant < 4; ++variant) {
+          const bool with_bias = variant & 1, with_res = variant & 2;
           SCOPED_TRACE(std::string(dtype_name(acc_t)) + "->" + dtype_name(out_t) +
-                       " M=" + std::to_string(M) + " N=" + std::to_string(N));
+                       " M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                       (with_bias ? " bias" : "") + (with_res ? " residual" : ""));
           int64_t ld = round_up(N, 32);
           std::vector<int32_t> acc(M * ld);
           for (auto& v : acc) {
@@ -132,10 +135,22 @@ TEST(CudaKernels, EpilogueBitExact) {
           auto bias = random_f32(N, rng(), 2.0f);
           auto dacc = to_device(acc);
           auto dsx = to_device(sx), dsw = to_device(sw), db = to_device(bias);
-          auto dy = poisoned(M * N * 2, 0xFF);
+          // Residual (in place: y holds it before): values of the output dtype of either sign
+          // and up to 64x the layer output's magnitude, so that the sum rounds.
+          auto to16 = [&](float f) {
+            return out_t == DType::kBF16 ? float_to_bf16(f) : float_to_fp16(f);
+          };
+          auto from16 = [&](uint16_t b) {
+            return out_t == DType::kBF16 ? bf16_to_float(b) : fp16_to_float(b);
+          };
+          std::vector<uint16_t> res(M * N);
+          for (auto& r : res)
+            r = to16((static_cast<float>(rng() % 20001) - 10000.0f) *
+                     (out_t == DType::kBF16 ? 1e-2f : 1e-3f));
+          auto dy = with_res ? to_device(res) : poisoned(M * N * 2, 0xFF);
           SS_ASSERT_OK(k::launch_epilogue(acc_t, dacc.get(), ld, dsx.as<float>(), dsw.as<float>(),
                                           with_bias ? db.as<float>() : nullptr, out_t, dy.get(), N,
-                                          M, N, nullptr));
+                                          M, N, nullptr, with_res ? dy.get() : nullptr));
           auto got = to_host<uint16_t>(dy, M * N);
           for (int64_t m = 0; m < M; ++m)
             for (int64_t n = 0; n < N; ++n) {
@@ -147,7 +162,11 @@ TEST(CudaKernels, EpilogueBitExact) {
               volatile float r = a * sx[m];
               r = r * sw[n];
               if (with_bias) r = r + bias[n];
-              uint16_t want = out_t == DType::kBF16 ? float_to_bf16(r) : float_to_fp16(r);
+              uint16_t want = to16(r);
+              if (with_res) {
+                volatile float sum = from16(res[m * N + n]) + from16(want);
+                want = to16(sum);
+              }
               ASSERT_EQ(got[m * N + n], want) << "m=" << m << " n=" << n;
             }
         }

@@ -1,7 +1,7 @@
 // The GPU linear layers against the CPU reference: int8 sparse (cuSPARSELt over the slided
 // weight) and dense (cuBLASLt) accumulators bit-exact, full layer within 1 bf16/fp16 ulp; fp8 and
 // bf16/fp16 within stated tolerances. Odd shapes (M = 1, 7, 19, 65536; K not a multiple of m;
-// N = 111), bias, -0.0, poisoned outputs, auto mode, and bad input.
+// N = 111), bias, -0.0, poisoned outputs, auto mode, the residual forms (W8A8), and bad input.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -84,6 +84,32 @@ void expect_close_tol(DType act, const std::vector<uint16_t>& y, const std::vect
   }
 }
 
+// The residual forms of a W8A8 layer: r = T(r + y) in place, bit for bit the host add of the y
+// that forward wrote (both forms; the CPU add is IEEE fp32 on exactly representable inputs).
+void expect_residual_forms(GpuLinear& l, const Acts& a, DType act, int64_t M, int64_t N,
+                           const std::vector<uint16_t>& y, uint64_t seed) {
+  ASSERT_TRUE(l.fuses_residual()) << l.describe();
+  auto rf = random_f32(M * N, seed, act == DType::kF16 ? 4.0f : 16.0f);
+  std::vector<uint16_t> res(rf.size()), want(rf.size());
+  for (size_t i = 0; i < rf.size(); ++i) {
+    res[i] = f32_to_out(act, rf[i]);
+    volatile float sum = out_to_f32(act, res[i]) + out_to_f32(act, y[i]);
+    want[i] = f32_to_out(act, sum);
+  }
+  auto dx = to_device(a.raw);
+  for (bool prepared : {false, true}) {
+    SCOPED_TRACE(prepared ? "forward_prepared_residual" : "forward_residual");
+    auto dr = to_device(res);
+    if (prepared) {
+      SS_ASSERT_OK(l.run_prologue(dx.get(), M, nullptr));
+      SS_ASSERT_OK(l.forward_prepared_residual(dr.get(), M, nullptr));
+    } else {
+      SS_ASSERT_OK(l.forward_residual(dx.get(), dr.get(), M, nullptr));
+    }
+    ASSERT_EQ(to_host<uint16_t>(dr, M * N), want);
+  }
+}
+
 void check_int8(const NmTensor& w, const Acts& a, int64_t M, const std::vector<float>& bias,
                 DType act) {
   std::vector<float> yref(M * w.N);
@@ -103,6 +129,7 @@ void check_int8(const NmTensor& w, const Acts& a, int64_t M, const std::vector<f
       ASSERT_EQ(acc[i], accref[i])
           << "int32 accumulator " << i << " (m=" << i / w.N << ", n=" << i % w.N << ")";
     expect_close_ulps(act, r.y, yref, 1);
+    expect_residual_forms(**l, a, act, M, w.N, r.y, static_cast<uint64_t>(M * 7 + w.N));
   }
 }
 
@@ -200,6 +227,14 @@ TEST(Sm80_SparseLinear_16bit_TN, WithinTolerance) {
             LayerRun r = run_layer(**l, a, act, c.M, c.N, 2);
             expect_close_tol(act, r.y, yref, act == DType::kF16 ? 1.0 / 1024 : 1.0 / 128, 1e-4, b,
                              c.N);
+            // W16A16 has no residual epilogue: a clear kUnsupported, nothing written.
+            EXPECT_FALSE((*l)->fuses_residual());
+            auto dr = poisoned(static_cast<size_t>(c.M * c.N) * 2, 0x11);
+            auto dx = to_device(a.raw);
+            Status rs = (*l)->forward_residual(dx.get(), dr.get(), c.M, nullptr);
+            EXPECT_EQ(rs.code(), StatusCode::kUnsupported) << rs.to_string();
+            EXPECT_EQ(to_host<uint8_t>(dr, static_cast<size_t>(c.M * c.N) * 2),
+                      std::vector<uint8_t>(static_cast<size_t>(c.M * c.N) * 2, 0x11));
           }
         }
       }
@@ -257,6 +292,7 @@ TEST(Sm80_AutoLinear_int8, PicksPerBucketAndMatches) {
     std::memcpy(acc.data(), r.acc.data(), r.acc.size());
     EXPECT_EQ(acc, accref) << "M=" << M;
     expect_close_ulps(DType::kBF16, r.y, yref, 1);
+    expect_residual_forms(**l, a, DType::kBF16, M, N, r.y, 90 + M);  // through the picked layer
   }
   // Round trip of the table through JSON.
   std::string path = std::string(SS_TEST_TMP) + "/tuning_roundtrip.json";

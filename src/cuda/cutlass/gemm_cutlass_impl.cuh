@@ -1,7 +1,8 @@
 // The CUTLASS 3.x sm_90a GEMM templates behind gemm_cutlass.h: one configuration (tile, cluster,
-// schedule) instantiated twice, GEMM only (D = accumulators) and fused (an epilogue visitor tree
-// computing bf16(((acc * s_x[token]) * s_w[channel]) + bias[channel])). Included by one .cu per
-// dtype x kind (compile time: each instantiation costs about a minute of nvcc).
+// schedule) instantiated three times, GEMM only (D = accumulators), fused (an epilogue visitor
+// tree computing bf16(((acc * s_x[token]) * s_w[channel]) + bias[channel])) and fused with a
+// residual (C = r, bf16: D = bf16(r + that bf16)). Included by one .cu per dtype x kind (compile
+// time: each instantiation costs about a minute of nvcc).
 // CUTLASS coordinates: M = output channels (the weight, A, K-major), N = tokens (B = X, K-major),
 // D column-major M x N = row-major [tokens, ldd].
 #pragma once
@@ -99,6 +100,21 @@ struct DequantBiasEvt {
   }
 };
 
+// D = bf16(r + bf16(((acc * s_x[n]) * s_w[m]) + bias[m])) with r = C (bf16): the residual add
+// of the layer after its output is rounded, as kernels/epilogue.cu with a residual.
+template <class TileShape>
+struct DequantBiasResidualEvt {
+  using RN = cutlass::FloatRoundStyle;
+  using Base = DequantBiasEvt<TileShape>;
+  using Tree = cutlass::epilogue::fusion::Sm90EVT<
+      cutlass::epilogue::fusion::Sm90Compute<AddRn, cutlass::bfloat16_t, float,
+                                             RN::round_to_nearest>,
+      typename Base::Tree, cutlass::epilogue::fusion::Sm90SrcFetch<cutlass::bfloat16_t>>;
+  static typename Tree::Arguments args(const CutlassEpilogue& e) {
+    return typename Tree::Arguments{Base::args(e), {}, {}};
+  }
+};
+
 // One kernel configuration. ElementAB: int8_t or cutlass::float_e4m3_t.
 template <class ElementAB_, bool kSparse_, class TileShape_, class ClusterShape_,
           class KernelSchedule_, class EpilogueSchedule_>
@@ -112,21 +128,26 @@ struct Config {
   using ElementAcc = std::conditional_t<std::is_same_v<ElementAB, int8_t>, int32_t, float>;
 };
 
-template <class Cfg, bool kFused>
+// kResidual (with kFused): the epilogue also reads C = the residual (bf16, D's layout).
+template <class Cfg, bool kFused, bool kResidual = false>
 struct Kernel {
+  static_assert(kFused || !kResidual);
   using ElementAB = typename Cfg::ElementAB;
   using ElementAcc = typename Cfg::ElementAcc;
   using ElementD = std::conditional_t<kFused, cutlass::bfloat16_t, ElementAcc>;
+  using ElementC = std::conditional_t<kResidual, cutlass::bfloat16_t, void>;
   using ElementCompute = std::conditional_t<kFused, float, ElementAcc>;
   static constexpr int kAlignAB = 128 / cutlass::sizeof_bits<ElementAB>::value;
   static constexpr int kAlignD = 128 / cutlass::sizeof_bits<ElementD>::value;
   using Fusion = std::conditional_t<
-      kFused, typename DequantBiasEvt<typename Cfg::TileShape>::Tree,
-      cutlass::epilogue::fusion::LinearCombination<ElementD, ElementCompute, void, ElementCompute>>;
+      kResidual, typename DequantBiasResidualEvt<typename Cfg::TileShape>::Tree,
+      std::conditional_t<kFused, typename DequantBiasEvt<typename Cfg::TileShape>::Tree,
+                         cutlass::epilogue::fusion::LinearCombination<ElementD, ElementCompute,
+                                                                      void, ElementCompute>>>;
   using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, typename Cfg::TileShape,
       typename Cfg::ClusterShape, cutlass::epilogue::collective::EpilogueTileAuto, ElementAcc,
-      ElementCompute, void, cutlass::layout::ColumnMajor, kAlignD, ElementD,
+      ElementCompute, ElementC, cutlass::layout::ColumnMajor, kAlignD, ElementD,
       cutlass::layout::ColumnMajor, kAlignD, typename Cfg::EpilogueSchedule, Fusion>::CollectiveOp;
   using OpClass = std::conditional_t<Cfg::kSparse, cutlass::arch::OpClassSparseTensorOp,
                                      cutlass::arch::OpClassTensorOp>;
@@ -151,8 +172,8 @@ struct Kernel {
 template <class K>
 class PlanCache {
  public:
-  using Key =
-      std::tuple<int64_t, int64_t, const void*, void*, const float*, const float*, const float*>;
+  using Key = std::tuple<int64_t, int64_t, const void*, void*, const float*, const float*,
+                         const float*, const void*>;
   // Returns the initialized GEMM for `args` (building it on a miss).
   Expected<typename K::Gemm*> get(const Key& key, const typename K::Gemm::Arguments& args,
                                   cudaStream_t stream) {
@@ -198,11 +219,13 @@ struct WeightView {
   const void* e = nullptr;    // sparse: metadata
 };
 
-// One configuration: its two kernels (GEMM only, fused) and their initialized plans.
+// One configuration: its three kernels (GEMM only, fused, fused + residual) and their initialized
+// plans.
 template <class Cfg>
 class Runner {
   using KA = Kernel<Cfg, false>;
   using KF = Kernel<Cfg, true>;
+  using KR = Kernel<Cfg, true, true>;
   using ElementAB = typename Cfg::ElementAB;
 
  public:
@@ -226,8 +249,8 @@ class Runner {
     typename KA::Gemm::Arguments args = make_args<KA>(wv, N_gemm, K_pad, x, d, M, ldd);
     args.epilogue.thread.alpha = typename KA::ElementCompute(1);
     args.epilogue.thread.beta = typename KA::ElementCompute(0);
-    SS_ASSIGN_OR_RETURN(auto* g,
-                        acc_plans_.get({M, ldd, x, d, nullptr, nullptr, nullptr}, args, stream));
+    SS_ASSIGN_OR_RETURN(
+        auto* g, acc_plans_.get({M, ldd, x, d, nullptr, nullptr, nullptr, nullptr}, args, stream));
     SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
     SS_CUDA_TRY(cudaGetLastError());
     return Status::Ok();
@@ -235,10 +258,21 @@ class Runner {
 
   Status run_fused(const WeightView& wv, int64_t N_gemm, int64_t K_pad, const void* x,
                    const CutlassEpilogue& e, void* y, int64_t M, int64_t ldy, cudaStream_t stream) {
+    if (e.residual) {
+      typename KR::Gemm::Arguments args = make_args<KR>(wv, N_gemm, K_pad, x, y, M, ldy);
+      args.epilogue.thread = DequantBiasResidualEvt<typename Cfg::TileShape>::args(e);
+      args.epilogue.ptr_C = static_cast<const cutlass::bfloat16_t*>(e.residual);
+      args.epilogue.dC = args.epilogue.dD;
+      SS_ASSIGN_OR_RETURN(
+          auto* g, res_plans_.get({M, ldy, x, y, e.s_x, e.s_w, e.bias, e.residual}, args, stream));
+      SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
+      SS_CUDA_TRY(cudaGetLastError());
+      return Status::Ok();
+    }
     typename KF::Gemm::Arguments args = make_args<KF>(wv, N_gemm, K_pad, x, y, M, ldy);
     args.epilogue.thread = DequantBiasEvt<typename Cfg::TileShape>::args(e);
-    SS_ASSIGN_OR_RETURN(auto* g,
-                        fused_plans_.get({M, ldy, x, y, e.s_x, e.s_w, e.bias}, args, stream));
+    SS_ASSIGN_OR_RETURN(
+        auto* g, fused_plans_.get({M, ldy, x, y, e.s_x, e.s_w, e.bias, nullptr}, args, stream));
     SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
     SS_CUDA_TRY(cudaGetLastError());
     return Status::Ok();
@@ -282,6 +316,7 @@ class Runner {
 
   PlanCache<KA> acc_plans_;
   PlanCache<KF> fused_plans_;
+  PlanCache<KR> res_plans_;
 };
 
 // The configurations of one dtype and kind over one weight (configuration 0 is the default).

@@ -245,9 +245,11 @@ std::vector<FusedShape> fused_shapes(const ModelConfig& c) {
 // plain_input: some layer may be dense W16A16, which has no prologue slot and reads the normed /
 // SwiGLU activations from the model's own [M, C] / [M, F] buffers (every other layer's input is
 // written straight into its slot by the fused prologues, and those buffers are not allocated).
+// delta: some layer is W16A16, whose o / down outputs go to the model's delta buffer [M, C] for
+// the next add + RMSNorm (W8A8 layers add them to the residual stream in their epilogue).
 struct MemEstimate {
   size_t weights = 0, transient = 0, xq_row = 0, acc_row = 0;
-  bool plain_input = false;
+  bool plain_input = false, delta = false;
 };
 MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode q, LinearMode mode,
                             DType act, GemmBackend backend) {
@@ -258,6 +260,7 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
   const size_t es_in = q == QuantMode::kNone ? dtype_size(act) : 1;
   const size_t es_out = q == QuantMode::kNone ? dtype_size(act) : 4;
   const int64_t al = es_in == 1 ? 32 : 16;
+  e.delta = q == QuantMode::kNone;
   for (const FusedShape& s : fused_shapes(c)) {
     size_t one = 0;
     const bool dense = !nm || mode != LinearMode::kSparse,
@@ -351,10 +354,11 @@ class CudaModelImpl final : public CudaModel {
     const int64_t qkvN = (H + 2 * KV) * hd;
     const size_t kv =
         2 * static_cast<size_t>(c.num_layers * m->max_batch_ * m->max_ctx_ * KV * hd) * es;
-    // residual x, delta d: [M, C]; qkv; att [M, H*hd]; gate|up [M, 2F]; for W16A16 dense layers
-    // (est.plain_input) also normed h [M, C] and SwiGLU a [M, F]
-    const int64_t plain = est.plain_input ? C + F : 0;
-    size_t acts = static_cast<size_t>(Mx * (2 * C + qkvN + H * hd + 2 * F + plain)) * es;
+    // residual x [M, C]; qkv; att [M, H*hd]; gate|up [M, 2F]; for W16A16 layers (est.delta) the
+    // delta d [M, C], for W16A16 dense layers (est.plain_input) also normed h [M, C] and SwiGLU a
+    // [M, F]
+    const int64_t plain = (est.plain_input ? C + F : 0) + (est.delta ? C : 0);
+    size_t acts = static_cast<size_t>(Mx * (C + qkvN + H * hd + 2 * F + plain)) * es;
     acts += static_cast<size_t>(m->max_batch_ * (2 * C + V)) * es;  // last rows + logits
     // Shared linear scratch: the largest operand + scales + accumulator rows of a fused layer at
     // max_step_tokens (padded), the lm_head's accumulators at max_batch, the cuBLASLt workspace.
@@ -383,7 +387,7 @@ class CudaModelImpl final : public CudaModel {
     SS_CUDA_TRY(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
     m->scratch_ = make_linear_scratch();
     SS_RETURN_IF_ERROR(m->x_.reserve(static_cast<size_t>(Mx * C) * es));
-    SS_RETURN_IF_ERROR(m->d_.reserve(static_cast<size_t>(Mx * C) * es));
+    if (est.delta) SS_RETURN_IF_ERROR(m->d_.reserve(static_cast<size_t>(Mx * C) * es));
     if (est.plain_input) SS_RETURN_IF_ERROR(m->h_.reserve(static_cast<size_t>(Mx * C) * es));
     SS_RETURN_IF_ERROR(m->qkv_.reserve(static_cast<size_t>(Mx * qkvN) * es));
     SS_RETURN_IF_ERROR(m->att_.reserve(static_cast<size_t>(Mx * H * hd) * es));
@@ -550,14 +554,15 @@ class CudaModelImpl final : public CudaModel {
     if (!logits) return invalid_argument("prefill_all_logits: no logits buffer");
     SS_RETURN_IF_ERROR(prefill(tokens, 1, L, L == 1 ? logits : nullptr, nullptr));
     if (L == 1) return Status::Ok();
-    // x_ / d_ still hold every row's residual and last MLP delta (the step normed copies of the
-    // last rows): the final add + norm and the lm_head run on chunks of max_batch rows.
+    // x_ (and d_, when the last down projection did not add it) still hold every row's residual
+    // and last MLP delta (the step normed copies of the last rows): the final add + norm and
+    // the lm_head run on chunks of max_batch rows.
     const size_t es = dtype_size(T_), row = static_cast<size_t>(C) * es;
     for (int64_t r0 = 0; r0 < L; r0 += max_batch_) {
       const int64_t n = std::min(max_batch_, L - r0);
       SS_RETURN_IF_ERROR(kernels::launch_add_rmsnorm(
-          T_, x_.as<uint8_t>() + r0 * row, d_.as<uint8_t>() + r0 * row, final_norm_.get(),
-          static_cast<float>(cfg_.rms_norm_eps), hl_.get(), n, C, stream_));
+          T_, x_.as<uint8_t>() + r0 * row, last_delta_ ? d_.as<uint8_t>() + r0 * row : nullptr,
+          final_norm_.get(), static_cast<float>(cfg_.rms_norm_eps), hl_.get(), n, C, stream_));
       SS_RETURN_IF_ERROR(lm_head_->forward(hl_.get(), logits_.get(), n, stream_));
       SS_RETURN_IF_ERROR(finish_step(n, logits + r0 * V, nullptr));  // copy + convert
     }
@@ -754,6 +759,23 @@ class CudaModelImpl final : public CudaModel {
     });
   }
 
+  // A sublayer's output projection l(in) added to the residual stream x_: by the layer's
+  // epilogue when it can (W8A8: *delta = null), else written to d_ for the next add + RMSNorm
+  // (*delta = d_). The same roundings either way: x = T(x + T(y)).
+  Status residual_linear(Op op, GpuLinear* l, bool prepared, const void* in, int64_t M,
+                         const void** delta) {
+    if (!l->fuses_residual()) {
+      if (!d_.get()) return internal_error("cuda model: a W16A16 layer without its delta buffer");
+      *delta = d_.get();
+      return linear(op, l, prepared, in, d_.get(), M);
+    }
+    *delta = nullptr;
+    return timed(op, [&] {
+      return prepared ? l->forward_prepared_residual(x_.get(), M, stream_)
+                      : l->forward_residual(in, x_.get(), M, stream_);
+    });
+  }
+
   // One step over M = S*L rows (decode: S = B, L = 1) whose ids/pos/slot (and kv_len) are on
   // the device; leaves the logits of each sequence's last row in logits_ and argmax in next_.
   Status forward(int64_t M, int64_t S, int64_t L, bool decode) {
@@ -764,12 +786,13 @@ class CudaModelImpl final : public CudaModel {
       return kernels::launch_embedding(T_, embed_w_, V, C, ids_.as<int32_t>(), M, x_.get(),
                                        stream_);
     }));
+    const void* delta = nullptr;  // what the next norm adds to x_ first (null: nothing)
     for (size_t li = 0; li < layers_.size(); ++li) {
       Layer& Ly = layers_[li];
       bool fused = false;
-      // The residual stream takes the previous layer's MLP output here (none before layer 0).
-      SS_RETURN_IF_ERROR(norm_into(x_.get(), li == 0 ? nullptr : d_.get(), Ly.attn_norm, M,
-                                   Ly.lin[kQkv].get(), &fused));
+      // The residual stream takes the previous layer's MLP output here unless its down
+      // projection added it already (and there is none before layer 0).
+      SS_RETURN_IF_ERROR(norm_into(x_.get(), delta, Ly.attn_norm, M, Ly.lin[kQkv].get(), &fused));
       SS_RETURN_IF_ERROR(linear(kOpQkv, Ly.lin[kQkv].get(), fused, h_.get(), qkv_.get(), M));
       SS_RETURN_IF_ERROR(timed(kOpRopeKv, [&] {
         return kernels::launch_rope_kv(T_, qkv_.get(), qkvN, M, H, KV, hd, pos_.as<int32_t>(),
@@ -785,9 +808,8 @@ class CudaModelImpl final : public CudaModel {
                                                  max_ctx_, S, L, 0, H, KV, hd, att_.get(), H * hd,
                                                  stream_);
       }));
-      SS_RETURN_IF_ERROR(linear(kOpO, Ly.lin[kO].get(), false, att_.get(), d_.get(), M));
-      SS_RETURN_IF_ERROR(
-          norm_into(x_.get(), d_.get(), Ly.mlp_norm, M, Ly.lin[kGateUp].get(), &fused));
+      SS_RETURN_IF_ERROR(residual_linear(kOpO, Ly.lin[kO].get(), false, att_.get(), M, &delta));
+      SS_RETURN_IF_ERROR(norm_into(x_.get(), delta, Ly.mlp_norm, M, Ly.lin[kGateUp].get(), &fused));
       SS_RETURN_IF_ERROR(linear(kOpGateUp, Ly.lin[kGateUp].get(), fused, h_.get(), gu_.get(), M));
       GpuLinear* down = Ly.lin[kDown].get();
       SS_ASSIGN_OR_RETURN(InputSlot slot, down->input_slot(M));
@@ -802,21 +824,24 @@ class CudaModelImpl final : public CudaModel {
           return kernels::launch_silu_mul(T_, gu_.get(), 2 * F, M, F, a_.get(), stream_);
         }));
       }
-      SS_RETURN_IF_ERROR(linear(kOpDown, down, down_fused, a_.get(), d_.get(), M));
+      SS_RETURN_IF_ERROR(residual_linear(kOpDown, down, down_fused, a_.get(), M, &delta));
     }
+    last_delta_ = delta != nullptr;
     // Final residual + norm on the last row of each sequence only.
     const size_t es = dtype_size(T_);
     SS_RETURN_IF_ERROR(timed(kOpRmsnorm, [&]() -> Status {
       void* xr = x_.get();
-      const void* dr = d_.get();
+      const void* dr = delta;
       if (L > 1) {
         const size_t row = static_cast<size_t>(C) * es, stride = static_cast<size_t>(L) * row;
         SS_CUDA_TRY(cudaMemcpy2DAsync(xl_.get(), row, x_.as<uint8_t>() + (L - 1) * row, stride, row,
                                       S, cudaMemcpyDeviceToDevice, stream_));
-        SS_CUDA_TRY(cudaMemcpy2DAsync(dl_.get(), row, d_.as<uint8_t>() + (L - 1) * row, stride, row,
-                                      S, cudaMemcpyDeviceToDevice, stream_));
+        if (dr) {
+          SS_CUDA_TRY(cudaMemcpy2DAsync(dl_.get(), row, d_.as<uint8_t>() + (L - 1) * row, stride,
+                                        row, S, cudaMemcpyDeviceToDevice, stream_));
+          dr = dl_.get();
+        }
         xr = xl_.get();
-        dr = dl_.get();
       }
       return kernels::launch_add_rmsnorm(T_, xr, dr, final_norm_.get(),
                                          static_cast<float>(c.rms_norm_eps), hl_.get(), S, C,
@@ -834,6 +859,7 @@ class CudaModelImpl final : public CudaModel {
   std::string desc_;
   int64_t max_batch_ = 1, max_ctx_ = 0, max_step_ = 0;
   bool profile_ = false, use_graphs_ = true;
+  bool last_delta_ = true;  // the last forward left the final MLP delta in d_ (not added yet)
   std::unique_ptr<TuningTable> tuning_;
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
