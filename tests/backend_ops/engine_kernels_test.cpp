@@ -492,33 +492,42 @@ void check_slot(DType t, const SlotCase& sc, int64_t M, int64_t C, const void* y
 TEST(EngineKernels, AddRmsNormPrologueBitExact) {
   SS_SKIP_WITHOUT_GPU();
   uint64_t seed = 900;
+  // C % 8 == 0 runs the register-resident kernel for W8A8 slots (12288: 3 chunks per thread),
+  // C = 111 and the W16A16 lift slots row_kernel; with and without the residual add (W8A8
+  // engines add in the o / down epilogues and norm without it).
+  const int64_t cols[] = {64, 80, 111, 3584, 12288};
   for (DType t : {DType::kBF16, DType::kF16})
-    for (int64_t C : kCols)
-      for (int64_t M : kRows) {
-        if (M == 300 && C != 3584 && C != 111) continue;
-        SCOPED_TRACE(tname(t) + " M=" + std::to_string(M) + " C=" + std::to_string(C));
-        Acts x = random_acts(t, M, C, ++seed, 4.0f);
-        Acts d = random_acts(t, M, C, ++seed, 2.0f);
-        Acts w = random_acts(t, 1, C, ++seed, 1.5f);
-        const float eps = 1e-5f;
-        std::vector<uint16_t> xr = x.raw, yr;
-        ref_add_rmsnorm(t, xr, &d.raw, w.raw, eps, M, C, &yr);
-        // The unfused path's y (its own test checks it against yr too).
-        auto dx0 = to_device(x.raw), dd = to_device(d.raw), dw = to_device(w.raw);
-        auto dy = poisoned(M * C * 2);
-        SS_ASSERT_OK(
-            k::launch_add_rmsnorm(t, dx0.get(), dd.get(), dw.get(), eps, dy.get(), M, C, nullptr));
-        expect_same16(to_host<uint16_t>(dy, M * C), yr, C, "rmsnorm y");
-        for (const SlotCase& sc : kSlots) {
-          auto dx = to_device(x.raw);
-          check_slot(t, sc, M, C, dy.get(), yr, [&](const InputSlot& s) {
-            return k::launch_add_rmsnorm_prologue(t, dx.get(), dd.get(), dw.get(), eps, M, C, s,
-                                                  nullptr);
-          });
-          if (HasFatalFailure()) return;
-          expect_same16(to_host<uint16_t>(dx, M * C), xr, C, "residual x (fused)");
+    for (int64_t C : cols)
+      for (int64_t M : kRows)
+        for (bool with_d : {true, false}) {
+          if (M == 300 && C != 3584 && C != 111) continue;
+          if (C == 12288 && M > 7) continue;
+          SCOPED_TRACE(tname(t) + " M=" + std::to_string(M) + " C=" + std::to_string(C) +
+                       (with_d ? " add" : " no add"));
+          Acts x = random_acts(t, M, C, ++seed, 4.0f);
+          Acts d = random_acts(t, M, C, ++seed, 2.0f);
+          Acts w = random_acts(t, 1, C, ++seed, 1.5f);
+          const float eps = 1e-5f;
+          std::vector<uint16_t> xr = x.raw, yr;
+          ref_add_rmsnorm(t, xr, with_d ? &d.raw : nullptr, w.raw, eps, M, C, &yr);
+          // The unfused path's y (its own test checks it against yr too).
+          auto dx0 = to_device(x.raw), dd_buf = to_device(d.raw), dw = to_device(w.raw);
+          const void* dd = with_d ? dd_buf.get() : nullptr;
+          auto dy = poisoned(M * C * 2);
+          SS_ASSERT_OK(
+              k::launch_add_rmsnorm(t, dx0.get(), dd, dw.get(), eps, dy.get(), M, C, nullptr));
+          expect_same16(to_host<uint16_t>(dy, M * C), yr, C, "rmsnorm y");
+          for (const SlotCase& sc : kSlots) {
+            auto dx = to_device(x.raw);
+            check_slot(t, sc, M, C, dy.get(), yr, [&](const InputSlot& s) {
+              return k::launch_add_rmsnorm_prologue(t, dx.get(), dd, dw.get(), eps, M, C, s,
+                                                    nullptr);
+            });
+            if (HasFatalFailure()) return;
+            expect_same16(to_host<uint16_t>(dx, M * C), xr, C,
+                          with_d ? "residual x (fused)" : "x untouched (no add)");
+          }
         }
-      }
 }
 
 TEST(EngineKernels, SiluMulPrologueBitExact) {
