@@ -492,9 +492,8 @@ void check_slot(DType t, const SlotCase& sc, int64_t M, int64_t C, const void* y
 TEST(EngineKernels, AddRmsNormPrologueBitExact) {
   SS_SKIP_WITHOUT_GPU();
   uint64_t seed = 900;
-  // C % 8 == 0 runs the register-resident kernel for W8A8 slots (12288: 3 chunks per thread),
-  // C = 111 and the W16A16 lift slots row_kernel; with and without the residual add (W8A8
-  // engines add in the o / down epilogues and norm without it).
+  // With and without the residual add (W8A8 engines add in the o / down epilogues and norm
+  // without it); C = 12288: three 16-byte chunks per thread.
   const int64_t cols[] = {64, 80, 111, 3584, 12288};
   for (DType t : {DType::kBF16, DType::kF16})
     for (int64_t C : cols)

@@ -315,54 +315,6 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
   }
 }
 
-// The end of the register-resident W8A8 prologues (SwiGLU, add + RMSNorm): the row of T values
-// in chunks of 8 held in registers (chunk k of thread tid is columns (tid + k * blockDim.x) * 8
-// .. + 7; C % 8 == 0; chunks past C unused) and this thread's partial absmax -> the per-token
-// scale and the codes of slot row r (plain, columns >= C zero, or gathered through the lift).
-// The element code, absmax, scale and code rules of quant_row_store: bit-identical to it.
-// codes: shared scratch of >= (C + 47) & ~15 bytes (LIFT other than 6:8).
-template <class T, int K, bool LIFT, bool FP8>
-__device__ __forceinline__ void quant_reg_store(const Pack8<T> (&v)[K], float amax,
-                                                const RowArgs& a, int64_t r, float* red,
-                                                uint8_t* codes) {
-  const int C = a.C, tid = threadIdx.x, nt = blockDim.x;
-  uint8_t* o = static_cast<uint8_t*>(a.out) + r * a.K_out;
-  amax = block_max(amax, red);
-  const float scale = amax > 0.0f ? __fdiv_rn(amax, a.qmax) : 1.0f;
-  const float inv = __frcp_rn(scale);
-  if (tid == 0) a.scales[r] = scale;
-  if (LIFT && is_lift68(a.m, a.L)) {  // chunk k is 6:8 block c / 8: 12 bytes straight out
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int c = (tid + k * nt) * 8;
-      if (c < C) store_windows68(o + c / 8 * 12, quant8<T, FP8>(v[k].e, scale, inv));
-    }
-    zero_tail4(o, C / 8 * 12, a.K_out);  // C % 8 == 0: nblk = C / 8
-    return;
-  }
-  uint8_t* dst = LIFT ? codes : o;
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int c = (tid + k * nt) * 8;
-    if (c < C) *reinterpret_cast<uint2*>(dst + c) = quant8<T, FP8>(v[k].e, scale, inv);
-  }
-  if constexpr (!LIFT) {
-    for (int c = C + tid * 8; c < a.K_out; c += nt * 8)  // C % 8 == 0, K_out % 16 == 0
-      *reinterpret_cast<uint2*>(o + c) = make_uint2(0, 0);
-  } else {
-    for (int c = C + tid; c < a.nblk * a.m; c += nt) codes[c] = 0;
-    __syncthreads();
-    lift_gather_store(codes, a.m, a.L, a.nblk, o, a.K_out);
-  }
-}
-
-// Zero slot row r (a padding row >= M).
-__device__ __forceinline__ void zero_slot_row(const RowArgs& a, int64_t r) {
-  uint8_t* o = static_cast<uint8_t*>(a.out) + r * a.K_out;
-  for (int c = threadIdx.x * 16; c < a.K_out; c += blockDim.x * 16)
-    *reinterpret_cast<uint4*>(o + c) = make_uint4(0, 0, 0, 0);
-}
-
 // Threads per row CTA: two 8-element chunks per thread where possible (two 16-byte loads in
 // flight per input, and small CTAs so that many rows in different phases share an SM), 64..512.
 inline int row_threads(int64_t C) {

@@ -19,7 +19,12 @@ __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   const int C = a.C, tid = threadIdx.x, nt = blockDim.x;
-  if (r >= a.M) return zero_slot_row(a, r);  // padding rows of the slot are zero
+  uint8_t* o = static_cast<uint8_t*>(a.out) + r * a.K_out;
+  if (r >= a.M) {  // padding rows of the slot are zero
+    for (int c = tid * 16; c < a.K_out; c += nt * 16)
+      *reinterpret_cast<uint4*>(o + c) = make_uint4(0, 0, 0, 0);
+    return;
+  }
   const T* g = static_cast<const T*>(a.gu) + r * a.ld;
   const T* u = g + C;
   Pack8<T> pg[kRegChunks], pu[kRegChunks];
@@ -40,7 +45,33 @@ __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
       pg[k] = h;
     }
   }
-  quant_reg_store<T, kRegChunks, LIFT, FP8>(pg, amax, a, r, red, codes);
+  amax = block_max(amax, red);
+  const float scale = amax > 0.0f ? __fdiv_rn(amax, a.qmax) : 1.0f;
+  const float inv = __frcp_rn(scale);
+  if (tid == 0) a.scales[r] = scale;
+  if (LIFT && is_lift68(a.m, a.L)) {  // chunk k is 6:8 block c / 8: 12 bytes straight out
+#pragma unroll
+    for (int k = 0; k < kRegChunks; ++k) {
+      const int c = (tid + k * nt) * 8;
+      if (c < C) store_windows68(o + c / 8 * 12, quant8<T, FP8>(pg[k].e, scale, inv));
+    }
+    zero_tail4(o, C / 8 * 12, a.K_out);  // C % 8 == 0: nblk = C / 8
+    return;
+  }
+  uint8_t* dst = LIFT ? codes : o;
+#pragma unroll
+  for (int k = 0; k < kRegChunks; ++k) {
+    const int c = (tid + k * nt) * 8;
+    if (c < C) *reinterpret_cast<uint2*>(dst + c) = quant8<T, FP8>(pg[k].e, scale, inv);
+  }
+  if constexpr (!LIFT) {
+    for (int c = C + tid * 8; c < a.K_out; c += nt * 8)  // C % 8 == 0, K_out % 16 == 0
+      *reinterpret_cast<uint2*>(o + c) = make_uint2(0, 0);
+  } else {
+    for (int c = C + tid; c < a.nblk * a.m; c += nt) codes[c] = 0;
+    __syncthreads();
+    lift_gather_store(codes, a.m, a.L, a.nblk, o, a.K_out);
+  }
 }
 
 template <class T, bool LIFT, bool FP8>
