@@ -148,8 +148,9 @@ class GpuLinear {
   // forward would write — a sublayer's residual add done by the layer's epilogue (the fused
   // CUTLASS epilogue or the dequant kernel) instead of a y buffer and a separate add; bit-identical
   // to forward followed by that add. W8A8 layers only (fuses_residual()); else kUnsupported.
+  // forward_residual = run_prologue + forward_prepared_residual.
   virtual bool fuses_residual() const { return false; }
-  virtual Status forward_residual(const void* x, void* res, int64_t M, void* stream);
+  Status forward_residual(const void* x, void* res, int64_t M, void* stream);
   virtual Status forward_prepared_residual(void* res, int64_t M, void* stream);
   // After run_gemm (or forward with a bias or padding): host copy of the accumulators [M, N]
   // (I32 for int8, F32 for fp8, the activation dtype for bf16/fp16). Synchronizes the stream.

@@ -279,11 +279,6 @@ class DenseLinear final : public GpuLinear {
   }
 
   bool fuses_residual() const override { return q_ != QuantMode::kNone; }
-  Status forward_residual(const void* x, void* res, int64_t M, void* stream) override {
-    if (!fuses_residual()) return GpuLinear::forward_residual(x, res, M, stream);
-    SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
-    return forward_prepared_residual(res, M, stream);
-  }
   Status forward_prepared_residual(void* res, int64_t M, void* stream) override {
     if (!fuses_residual()) return GpuLinear::forward_prepared_residual(res, M, stream);
     SS_RETURN_IF_ERROR(reserve(M));
@@ -520,11 +515,6 @@ class SparseLinear final : public GpuLinear {
     return s;
   }
   bool fuses_residual() const override { return q_ != QuantMode::kNone; }
-  Status forward_residual(const void* x, void* res, int64_t M, void* stream) override {
-    if (!fuses_residual()) return GpuLinear::forward_residual(x, res, M, stream);
-    SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
-    return forward_prepared_residual(res, M, stream);
-  }
   Status forward_prepared_residual(void* res, int64_t M, void* stream) override {
     if (!fuses_residual()) return GpuLinear::forward_prepared_residual(res, M, stream);
     SS_RETURN_IF_ERROR(reserve(M));
@@ -661,9 +651,6 @@ class AutoLinear final : public GpuLinear {
     return pick(M)->forward_prepared(y, M, s);
   }
   bool fuses_residual() const override { return q_ != QuantMode::kNone; }
-  Status forward_residual(const void* x, void* res, int64_t M, void* s) override {
-    return pick(M)->forward_residual(x, res, M, s);
-  }
   Status forward_prepared_residual(void* res, int64_t M, void* s) override {
     return pick(M)->forward_prepared_residual(res, M, s);
   }
@@ -807,8 +794,11 @@ Expected<std::unique_ptr<GpuLinear>> make_auto_linear(const NmTensor& w, const f
       new cuda::AutoLinear(std::move(d), std::move(s), w.pattern, prec, cfg.tuning, bs, bd));
 }
 
-Status GpuLinear::forward_residual(const void*, void*, int64_t, void*) {
-  return unsupported(describe() + ": no residual epilogue (W8A8 layers only): call forward");
+Status GpuLinear::forward_residual(const void* x, void* res, int64_t M, void* stream) {
+  if (!fuses_residual())
+    return unsupported(describe() + ": no residual epilogue (W8A8 layers only): call forward");
+  SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
+  return forward_prepared_residual(res, M, stream);
 }
 Status GpuLinear::forward_prepared_residual(void*, int64_t, void*) {
   return unsupported(describe() + ": no residual epilogue (W8A8 layers only): call forward");
