@@ -332,6 +332,7 @@ class E2eRunner {
     std::printf("# %s %s %s: loaded %s (%.2f GB weights) in %.1f s\n", p_.model_name.c_str(),
                 precision_of(v.quant, p_.act).c_str(), v.pattern.c_str(), m->description().c_str(),
                 static_cast<double>(m->weight_bytes()) / 1e9, (now_ms() - t0) / 1e3);
+    if (!m->tuning_note().empty()) std::printf("# %s\n", m->tuning_note().c_str());
     std::fflush(stdout);
     const int64_t V = m->config().vocab_size;
     std::vector<nlohmann::json> recs;

@@ -64,6 +64,7 @@ Status generate_cuda(const GenArgs& a, Emitter* out, const std::vector<int32_t>&
     ctx = std::max(P, std::min(ctx, cfg->max_position_embeddings));
   SS_ASSIGN_OR_RETURN(CudaModelOptions o, cuda_options(a.dev, ctx));
   SS_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m, CudaModel::load(a.model, o));
+  if (!m->tuning_note().empty()) std::fprintf(stderr, "%s\n", m->tuning_note().c_str());
   const int64_t V = m->config().vocab_size;
   const bool greedy = a.temperature <= 0;
   std::vector<float> logits(static_cast<size_t>(V));

@@ -454,6 +454,26 @@ TEST(CudaModel, AutoModeFollowsTheTuningTable) {
   ASSERT_FALSE(sparse.empty());
   EXPECT_EQ(run(LinearMode::kAuto, ""), dense);
   EXPECT_EQ(run(LinearMode::kAuto, tuning), sparse);
+  // tuning_note(): the sparse GEMMs without an entry (4 fused shapes at M = 1 and at the prefill
+  // size 48); none when the table covers them, the model is dense, or auto chose dense layers.
+  auto note = [&](LinearMode mode, const std::string& tuning_path) {
+    CudaModelOptions o;
+    o.max_batch = 2;
+    o.max_ctx = 24;
+    o.mode = mode;
+    o.tuning_path = tuning_path;
+    auto m = load_or_die(dir, o);
+    return m ? m->tuning_note() : std::string("load failed");
+  };
+  const std::string untuned = note(LinearMode::kSparse, "");
+  EXPECT_NE(untuned.find("8 of 8 sparse GEMM shapes have no tuning entry (bf16 6:8 cusparselt)"),
+            std::string::npos)
+      << untuned;
+  EXPECT_EQ(untuned.find('\n'), std::string::npos);
+  EXPECT_EQ(note(LinearMode::kSparse, tuning), "");
+  EXPECT_EQ(note(LinearMode::kDense, ""), "");
+  EXPECT_EQ(note(LinearMode::kAuto, ""), "");
+  EXPECT_EQ(note(LinearMode::kAuto, tuning), "");
   CudaModelOptions bad;
   bad.tuning_path = tmp_root() + "/no_such_tuning.json";
   auto m = CudaModel::load(dir, bad);

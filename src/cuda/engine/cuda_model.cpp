@@ -487,12 +487,42 @@ class CudaModelImpl final : public CudaModel {
       for (auto& l : L.lin) SS_RETURN_IF_ERROR(l->reserve(max_step_));
     SS_RETURN_IF_ERROR(lm_head_->reserve(max_batch_));
     note_memory();
+    tuning_note_ = untuned_sparse_gemms();
     return Status::Ok();
+  }
+
+  // The distinct sparse GEMMs (backend, precision, pattern, N x K, M) without a tuning entry at
+  // M = 1 and at the prefill size; "" when there are none.
+  std::string untuned_sparse_gemms() const {
+    std::set<std::string> all, untuned, kinds;
+    for (const Layer& L : layers_)
+      for (const auto& l : L.lin)
+        for (int64_t M : {int64_t{1}, std::min<int64_t>(max_step_, 16384)}) {
+          const TuneEntry e = l->config(M, -1, 1);
+          if (e.pattern == "dense") continue;  // cuBLASLt's heuristic is within a few % of tuned
+          const std::string key = e.backend + " " + e.precision + " " + e.pattern + " " +
+                                  std::to_string(e.N) + "x" + std::to_string(e.K) +
+                                  " M=" + std::to_string(M);
+          all.insert(key);
+          if (tuning_ &&
+              tuning_->find_nearest(e.backend, e.precision, e.pattern, e.N, e.K, M) != nullptr)
+            continue;
+          untuned.insert(key);
+          kinds.insert(e.precision + " " + e.pattern + " " + e.backend);
+        }
+    if (untuned.empty()) return "";
+    std::string k;
+    for (const std::string& x : kinds) k += (k.empty() ? "" : ", ") + x;
+    return "note: " + std::to_string(untuned.size()) + " of " + std::to_string(all.size()) +
+           " sparse GEMM shapes have no tuning entry (" + k +
+           "): they run the library heuristic / default configuration, up to 2.3x slower on an "
+           "H100; pass --tuning with `slidesparse tune` results for this GPU (docs/e2e.md)";
   }
 
   // ---- CudaModel
   const ModelConfig& config() const override { return cfg_; }
   std::string description() const override { return desc_; }
+  std::string tuning_note() const override { return tuning_note_; }
   int64_t max_batch() const override { return max_batch_; }
   int64_t max_ctx() const override { return max_ctx_; }
   int64_t cache_len(int64_t slot) const override {
@@ -861,6 +891,7 @@ class CudaModelImpl final : public CudaModel {
   bool profile_ = false, use_graphs_ = true;
   bool last_delta_ = true;  // the last forward left the final MLP delta in d_ (not added yet)
   std::unique_ptr<TuningTable> tuning_;
+  std::string tuning_note_;  // tuning_note(), set by finish_load
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;
