@@ -429,13 +429,16 @@ TEST(CudaModel, AutoModeFollowsTheTuningTable) {
     }
   const std::string tuning = tmp_root() + "/tuning_all_sparse.json";
   SS_ASSERT_OK(tt.save(tuning));
-  auto run = [&](LinearMode mode, const std::string& tuning_path) {
+  auto load = [&](LinearMode mode, const std::string& tuning_path) {
     CudaModelOptions o;
     o.max_batch = 2;
     o.max_ctx = 24;
     o.mode = mode;
     o.tuning_path = tuning_path;
-    auto m = load_or_die(dir, o);
+    return load_or_die(dir, o);
+  };
+  auto run = [&](LinearMode mode, const std::string& tuning_path) {
+    auto m = load(mode, tuning_path);
     std::vector<float> out;
     if (!m) return out;
     const int64_t V = m->config().vocab_size;
@@ -457,12 +460,7 @@ TEST(CudaModel, AutoModeFollowsTheTuningTable) {
   // tuning_note(): the sparse GEMMs without an entry (4 fused shapes at M = 1 and at the prefill
   // size 48); none when the table covers them, the model is dense, or auto chose dense layers.
   auto note = [&](LinearMode mode, const std::string& tuning_path) {
-    CudaModelOptions o;
-    o.max_batch = 2;
-    o.max_ctx = 24;
-    o.mode = mode;
-    o.tuning_path = tuning_path;
-    auto m = load_or_die(dir, o);
+    auto m = load(mode, tuning_path);
     return m ? m->tuning_note() : std::string("load failed");
   };
   const std::string untuned = note(LinearMode::kSparse, "");
