@@ -255,7 +255,8 @@ else
 fi
 if [ "${SS_SKIP_TUNE:-0}" != 1 ]; then
   "$CLI" tune "${TUNE_ARGS[@]}" --out "$OUT/tuning.json" >"$OUT/tune.log" 2>&1
-  say "$(stamp) tune: rc=$? ($(grep -c '^tune' "$OUT/tune.log") searches; log tune.log)"
+  rc=$?  # before any $(...) below: a command substitution resets $?
+  say "$(stamp) tune: rc=$rc ($(grep -c '^tune' "$OUT/tune.log") searches; log tune.log)"
 fi
 TUNING=()
 [ -f "$OUT/tuning.json" ] && TUNING=(--tuning "$OUT/tuning.json")
@@ -265,7 +266,8 @@ say "$(stamp) bench kernel: rc=$rc (log bench.log)"
 [ $rc -ne 0 ] && tail -n 5 "$OUT/bench.log" | tee -a "$SUMMARY"
 "$PY" bench/torch_baseline.py --model "$MODELS" --M "$TORCH_M" --out "$OUT/torch_baseline.json" \
   >"$OUT/torch.log" 2>&1
-say "$(stamp) torch baseline: rc=$? (log torch.log)"
+rc=$?
+say "$(stamp) torch baseline: rc=$rc (log torch.log)"
 python3 scripts/plot.py "$OUT" >>"$SUMMARY" 2>&1
 # The device tool returns a limited number of files: logs go into one archive.
 (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log 2>/dev/null)
