@@ -72,10 +72,10 @@ class CudaModel {
   virtual std::string description() const = 0;  // "SlideSparse 6:8 int8, sparse, bf16" ...
   // Empty when every sparse GEMM of the model has a tuning entry (CudaModelOptions::tuning_path,
   // nearest M bucket) at a decode (M = 1) and a prefill (M = min(max_step_tokens, 16384)) size;
-  // else one line naming the untuned ones. Untuned, they run cuSPARSELt's heuristic algorithm or
-  // CUTLASS's default configuration: 2.1-2.3x slower for bf16 2:4 / 6:8 on the H100, up to 1.8x
-  // for 4:6 / 8:10 at M = 2048 (docs/e2e.md, "Tuning matters"). `generate` prints it to stderr,
-  // `bench e2e` as a "# note" line.
+  // else one line naming the untuned ones (precision, pattern, backend and M). Untuned, they run
+  // cuSPARSELt's heuristic algorithm or CUTLASS's default configuration: 2.1-2.3x slower for bf16
+  // 2:4 / 6:8 on the H100, up to 1.8x for 4:6 / 8:10 at M = 2048 (docs/e2e.md, "Tuning matters").
+  // `generate` prints it to stderr, `bench e2e` as a "# note" line.
   virtual std::string tuning_note() const = 0;
   virtual int64_t max_batch() const = 0;
   virtual int64_t max_ctx() const = 0;

@@ -508,7 +508,8 @@ class CudaModelImpl final : public CudaModel {
               tuning_->find_nearest(e.backend, e.precision, e.pattern, e.N, e.K, M) != nullptr)
             continue;
           untuned.insert(key);
-          kinds.insert(e.precision + " " + e.pattern + " " + e.backend);
+          kinds.insert(e.precision + " " + e.pattern + " " + e.backend +
+                       " at M=" + std::to_string(M));
         }
     if (untuned.empty()) return "";
     std::string k;
