@@ -20,6 +20,7 @@
 
 #include "backend_ops/gpu_test_util.h"
 #include "cuda/kernels/attention.cuh"
+#include "cuda/kernels/attention_prefill_sm90.cuh"
 #include "cuda/kernels/fill_random.cuh"
 
 namespace slidesparse {
@@ -86,11 +87,11 @@ struct Err {
 struct PrefillCase {
   DType t;
   int64_t hd, H, KV, S, L, pos0;
-  int rows = 0;  // query rows per CTA: 0 (by the device), 64 or 128
+  k::PrefillKernel kernel = k::PrefillKernel::kAuto;
   std::string name() const {
     return std::string(dtype_name(t)) + " hd=" + std::to_string(hd) + " H=" + std::to_string(H) +
            " KV=" + std::to_string(KV) + " S=" + std::to_string(S) + " L=" + std::to_string(L) +
-           " pos0=" + std::to_string(pos0) + " rows/CTA=" + std::to_string(rows);
+           " pos0=" + std::to_string(pos0) + " kernel=" + k::prefill_kernel_name(kernel);
   }
 };
 
@@ -116,7 +117,7 @@ Err run_prefill(const PrefillCase& c, uint64_t seed) {
   auto dout = poisoned(out_rows * ldo * 2);
   Status st =
       k::launch_attention_prefill(c.t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, c.S, c.L, c.pos0,
-                                  c.H, c.KV, c.hd, dout.get(), ldo, nullptr, c.rows);
+                                  c.H, c.KV, c.hd, dout.get(), ldo, nullptr, c.kernel);
   EXPECT_TRUE(st.ok()) << st.to_string();
   auto out = to_host<uint16_t>(dout, out_rows * ldo);
   Err e;
@@ -151,26 +152,37 @@ TEST(CudaAttention, PrefillMatchesReference) {
   const Heads heads[] = {{4, 2}, {28, 4}, {5, 1}};
   const SL sls[] = {{1, 1}, {2, 7}, {3, 19}, {1, 128}, {2, 300}};
   uint64_t seed = 1000;
-  double worst[2] = {0, 0};
+  double worst[2][2] = {{0, 0}, {0, 0}};  // [dtype][mma.sync, wgmma]
+  int sm = 0;
+  SS_ASSERT_OK(cuda::check_device(&sm));
   for (DType t : {DType::kBF16, DType::kF16})
     for (int64_t hd : {16, 32, 64, 128})
       for (const Heads& hk : heads) {
         if (hd == 32 && hk.H != 4) continue;  // hd 32: one head layout is enough
         for (const SL& sl : sls)
           for (int64_t pos0 : {int64_t{0}, int64_t{37}}) {
-            // Both CTA shapes (the device picks 128 rows where its shared memory allows).
-            const int rows = (pos0 == 0) == (sl.L % 2 == 0) ? 128 : 64;
-            PrefillCase c{t, hd, hk.H, hk.KV, sl.S, sl.L, pos0, rows};
-            SCOPED_TRACE(c.name());
-            Err e = run_prefill(c, ++seed);
-            EXPECT_EQ(e.bad, 0) << "max abs err " << e.max_abs << " tol " << tol_for(t);
-            EXPECT_EQ(e.poison_broken, 0);
-            double& w = worst[t == DType::kF16];
-            w = std::max(w, e.max_abs);
+            // Every kernel the device runs: the wgmma one where it applies, and both CTA
+            // shapes of the mma.sync one (alternating over the cases).
+            const k::PrefillKernel mma = (pos0 == 0) == (sl.L % 2 == 0) ? k::PrefillKernel::kMma128
+                                                                        : k::PrefillKernel::kMma64;
+            for (k::PrefillKernel kern : {mma, k::PrefillKernel::kWgmma}) {
+              if (kern == k::PrefillKernel::kWgmma && !k::attention_prefill_sm90_supports(sm, hd))
+                continue;
+              PrefillCase c{t, hd, hk.H, hk.KV, sl.S, sl.L, pos0, kern};
+              SCOPED_TRACE(c.name());
+              Err e = run_prefill(c, ++seed);
+              EXPECT_EQ(e.bad, 0) << "max abs err " << e.max_abs << " tol " << tol_for(t);
+              EXPECT_EQ(e.poison_broken, 0);
+              double& w = worst[t == DType::kF16][kern == k::PrefillKernel::kWgmma];
+              w = std::max(w, e.max_abs);
+            }
           }
       }
-  std::printf("prefill max abs err: bf16 %.3g (tol %.0e), f16 %.3g (tol %.0e)\n", worst[0],
-              tol_for(DType::kBF16), worst[1], tol_for(DType::kF16));
+  std::printf(
+      "prefill max abs err (mma.sync / wgmma): bf16 %.3g / %.3g (tol %.0e), f16 %.3g / %.3g "
+      "(tol %.0e)\n",
+      worst[0][0], worst[0][1], tol_for(DType::kBF16), worst[1][0], worst[1][1],
+      tol_for(DType::kF16));
 }
 
 // A few cases, quick enough for compute-sanitizer.
@@ -178,7 +190,8 @@ TEST(CudaAttention, PrefillSmall) {
   SS_SKIP_WITHOUT_GPU();
   const PrefillCase cases[] = {{DType::kBF16, 128, 5, 1, 2, 130, 37},
                                {DType::kF16, 16, 4, 2, 3, 19, 0},
-                               {DType::kF16, 64, 28, 4, 1, 65, 64}};
+                               {DType::kF16, 64, 28, 4, 1, 65, 64},
+                               {DType::kBF16, 128, 5, 1, 2, 130, 37, k::PrefillKernel::kMma128}};
   for (const PrefillCase& c : cases) {
     SCOPED_TRACE(c.name());
     Err e = run_prefill(c, 7);
@@ -206,10 +219,11 @@ TEST(CudaAttention, PrefillRejectsBadArguments) {
   EXPECT_EQ(call(DType::kBF16, 260, 16, 8, 0, 4, 2, 64).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(call(DType::kBF16, 256, 16, 8, 0, 4, 2, 64, static_cast<char*>(p) + 2).code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(k::launch_attention_prefill(DType::kBF16, p, 256, p, p, 16, 1, 8, 8, 4, 2, 64, p, 256,
-                                        nullptr, 96)
+  // The wgmma kernel where it cannot run (head dim 32; any head dim off sm_90): unsupported.
+  EXPECT_EQ(k::launch_attention_prefill(DType::kBF16, p, 128, p, p, 16, 1, 8, 8, 4, 2, 32, p, 128,
+                                        nullptr, k::PrefillKernel::kWgmma)
                 .code(),
-            StatusCode::kInvalidArgument);  // rows per CTA: 0, 64 or 128
+            StatusCode::kUnsupported);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
@@ -434,7 +448,7 @@ TEST(CudaAttention, DISABLED_Perf) {
   struct P {
     int64_t S, L;
   };
-  for (P pc : {P{16, 1024}, P{4, 4096}, P{1, 16384}}) {
+  for (P pc : {P{16, 1024}, P{8, 2048}, P{4, 4096}, P{1, 16384}}) {
     const int64_t ldq = H * hd, max_ctx = pc.L;
     cuda::DeviceBuffer dq, dk, dv, dout;
     ASSERT_TRUE(dq.reserve(pc.S * pc.L * ldq * 2).ok());
@@ -444,13 +458,18 @@ TEST(CudaAttention, DISABLED_Perf) {
     SS_ASSERT_OK(k::launch_fill_random(t, dq.get(), pc.S * pc.L * ldq, 1, nullptr));
     SS_ASSERT_OK(k::launch_fill_random(t, dk.get(), pc.S * max_ctx * KV * hd, 2, nullptr));
     SS_ASSERT_OK(k::launch_fill_random(t, dv.get(), pc.S * max_ctx * KV * hd, 3, nullptr));
-    for (int rows : {0, 64}) {  // the device's choice (128 on the H100), and 64-row CTAs
+    int sm = 0;
+    SS_ASSERT_OK(cuda::check_device(&sm));
+    for (k::PrefillKernel kern :
+         {k::PrefillKernel::kWgmma, k::PrefillKernel::kMma128, k::PrefillKernel::kMma64}) {
+      if (kern == k::PrefillKernel::kWgmma && !k::attention_prefill_sm90_supports(sm, hd)) continue;
       auto run = [&] {
         return k::launch_attention_prefill(t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, pc.S,
-                                           pc.L, 0, H, KV, hd, dout.get(), ldq, nullptr, rows);
+                                           pc.L, 0, H, KV, hd, dout.get(), ldq, nullptr, kern);
       };
       SS_ASSERT_OK(run());
       // Validate 48 sampled (sequence, row, head) outputs against the reference.
+      double max_err = 0;
       {
         auto hq = to_host<uint16_t>(dq, pc.S * pc.L * ldq);
         auto hk = to_host<uint16_t>(dk, pc.S * max_ctx * KV * hd);
@@ -462,7 +481,6 @@ TEST(CudaAttention, DISABLED_Perf) {
           mv.raw[i] = hv[i], mv.f[i] = from_t(t, hv[i]);
         }
         std::mt19937_64 rng(9);
-        double max_err = 0;
         std::vector<double> ref(hd);
         std::vector<float> qrow(hd);
         for (int n = 0; n < 48; ++n) {
@@ -478,10 +496,10 @@ TEST(CudaAttention, DISABLED_Perf) {
       const double flops = 4.0 * pc.S * H * hd * (pc.L * (pc.L + 1) / 2.0);
       const float m = time_ms(run, false);
       std::printf(
-          "prefill bf16 H=28 KV=4 hd=128 S=%lld L=%lld rows/CTA %s: %.3f ms, %.1f TFLOPS "
-          "(causal)\n",
-          static_cast<long long>(pc.S), static_cast<long long>(pc.L), rows == 0 ? "auto" : "64", m,
-          flops / (m * 1e-3) / 1e12);
+          "prefill bf16 H=28 KV=4 hd=128 S=%lld L=%lld %s: %.3f ms, %.1f TFLOPS (causal, max "
+          "err %.2g)\n",
+          static_cast<long long>(pc.S), static_cast<long long>(pc.L), k::prefill_kernel_name(kern),
+          m, flops / (m * 1e-3) / 1e12, max_err);
     }
   }
 

@@ -14,6 +14,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/attention.cuh"
+#include "cuda/kernels/attention_prefill_sm90.cuh"
 #include "cuda/kernels/mma_sm80.cuh"
 
 namespace slidesparse::cuda::kernels {
@@ -23,7 +24,8 @@ using namespace sm80;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kBc = 64;  // keys per tile
+constexpr int kBc = 64;                  // keys per tile
+constexpr int64_t kWgmmaMinKeys = 2048;  // kAuto's switch to the sm_90 kernel (pos0 + L)
 
 // MT m16 tiles per warp: MT = 2 (128-row CTAs) where the device's shared memory per block allows
 // it, MT = 1 (64-row CTAs, 87 KB at hd 128) on GPUs with less (sm_86 / sm_89: 99 KB).
@@ -245,16 +247,11 @@ Status launch_tile(const void* q, int64_t ldq, const void* k_cache, const void* 
   return Status::Ok();
 }
 
-// rows_per_cta: 128, 64, or 0 = the largest whose shared memory the device allows per block.
+// rows_per_cta: 128 or 64.
 template <class T, int HD>
 Status launch_hd(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                  int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
                  void* out, int64_t ldo, int rows_per_cta, cudaStream_t stream) {
-  if (rows_per_cta == 0) {
-    int optin = 0;
-    SS_RETURN_IF_ERROR(smem_optin_bytes(&optin));
-    rows_per_cta = Tile<HD, 2>::kBytes <= static_cast<size_t>(optin) ? 128 : 64;
-  }
   if (rows_per_cta == 128)
     return launch_tile<T, HD, 2>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
                                  stream);
@@ -291,11 +288,8 @@ bool aligned16(const void* p) {
 Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
                                 const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
                                 int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
-                                int64_t ldo, cudaStream_t stream, int rows_per_cta) {
+                                int64_t ldo, cudaStream_t stream, PrefillKernel kernel) {
   const std::string what = "attention_prefill: ";
-  if (rows_per_cta != 0 && rows_per_cta != 64 && rows_per_cta != 128)
-    return invalid_argument(what + "rows_per_cta " + std::to_string(rows_per_cta) +
-                            " (expected 0 = by the device, 64 or 128)");
   if (t != DType::kBF16 && t != DType::kF16)
     return unsupported(what + "dtype " + dtype_name(t) + " not supported (expected BF16 or F16)");
   if (hd != 16 && hd != 32 && hd != 64 && hd != 128)
@@ -314,12 +308,49 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
       !aligned16(out))
     return invalid_argument(what +
                             "q/k/v/out must be 16-byte aligned with ldq, ldo multiples of 8");
+  int sm = 0;
+  SS_RETURN_IF_ERROR(check_device(&sm));
+  const bool wgmma_ok = attention_prefill_sm90_supports(sm, hd);
+  if (kernel == PrefillKernel::kWgmma && !wgmma_ok)
+    return unsupported(what + "the wgmma kernel needs an sm_90 GPU and head dim 64 or 128 (sm_" +
+                       std::to_string(sm) + ", hd " + std::to_string(hd) + ")");
+  // Auto: the wgmma kernel from 2048 attended keys on (H100, Qwen2.5-7B heads, causal: 301 vs 287
+  // TFLOPS at L = 2048, 395 vs 328 at 16384; at L = 1024 the mma.sync kernel's two CTAs per SM
+  // win, 253 vs 239 -- docs/attention.md).
+  if (kernel == PrefillKernel::kAuto && wgmma_ok && pos0 + L >= kWgmmaMinKeys)
+    kernel = PrefillKernel::kWgmma;
   if (S == 0 || L == 0) return Status::Ok();
+  if (kernel == PrefillKernel::kWgmma)
+    return launch_attention_prefill_sm90(t, q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
+                                         hd, out, ldo, stream);
+  int rows_per_cta = kernel == PrefillKernel::kMma64 ? 64 : 128;
+  if (kernel == PrefillKernel::kAuto) {  // 128 rows where the shared memory per block allows
+    int optin = 0;
+    SS_RETURN_IF_ERROR(smem_optin_bytes(&optin));
+    const size_t need = hd == 128  ? Tile<128, 2>::kBytes
+                        : hd == 64 ? Tile<64, 2>::kBytes
+                        : hd == 32 ? Tile<32, 2>::kBytes
+                                   : Tile<16, 2>::kBytes;
+    if (need > static_cast<size_t>(optin)) rows_per_cta = 64;
+  }
   if (t == DType::kBF16)
     return launch_t<__nv_bfloat16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out,
                                    ldo, rows_per_cta, stream);
   return launch_t<__half>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out, ldo,
                           rows_per_cta, stream);
+}
+
+const char* prefill_kernel_name(PrefillKernel k) {
+  switch (k) {
+    case PrefillKernel::kWgmma:
+      return "wgmma";
+    case PrefillKernel::kMma128:
+      return "mma128";
+    case PrefillKernel::kMma64:
+      return "mma64";
+    default:
+      return "auto";
+  }
 }
 
 }  // namespace slidesparse::cuda::kernels

@@ -1,0 +1,302 @@
+// Causal GQA prefill attention for Hopper (sm_90a): the FlashAttention-2 schedule of
+// attention_prefill.cu on warpgroup MMAs. One CTA = 128 query rows of one head, two warpgroups of
+// 64 rows; key / value tiles of 128 rows stream through double-buffered shared memory (Q, K[2],
+// V[2]: 160 KB at hd 128, one CTA per SM), loaded with cp.async by warpgroup 1 and handed over
+// through mbarriers, so the two warpgroups run out of step (one's softmax under the other's
+// MMAs). Per tile and warpgroup: S = Q K^T as hd/16 wgmma m64n128k16 with both operands in shared
+// memory (K-major), the causal mask and online softmax in fp32 on the accumulators, P rounded to
+// T in registers, then O += P V as 8 wgmma m64n{hd}k16 with P from registers and V read N-major
+// (no transpose pass). Same arithmetic as the mma.sync kernel (fp32 scores, exp2 of the scaled
+// scores, P in T, O in fp32 rounded once), so the same tolerances hold. hd 64 and 128.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels/attention_prefill_sm90.cuh"
+#include "cuda/kernels/mma_sm80.cuh"
+#include "cuda/kernels/wgmma_sm90.cuh"
+
+namespace slidesparse::cuda::kernels {
+namespace {
+
+constexpr int kThreads = 256;  // two warpgroups
+constexpr int kBr = 128;       // query rows per CTA (64 per warpgroup)
+constexpr int kBc = 128;       // keys per tile
+
+template <int HD>
+struct Smem {
+  static constexpr int kTile = kBc * HD * 2;          // bytes of one 128-row tile (Q, K or V)
+  static constexpr size_t kBytes = 5 * kTile + 1024;  // Q, K[2], V[2], alignment slack
+};
+
+// Rows r_lo .. r_hi-1 of a kBc-row x HD tile (global row stride ld elements) -> the swizzled
+// shared tile (wgmma_sm90.cuh) by NT threads; rows >= valid are zero-filled without reading
+// global memory.
+template <int HD, int NT, class T>
+__device__ __forceinline__ void load_tile(unsigned char* dst, const T* src, int64_t ld, int valid,
+                                          int r_lo, int r_hi, int tid) {
+  constexpr int kGran = HD / 8;  // 16-byte granules per row
+  for (int i = r_lo * kGran + tid; i < r_hi * kGran; i += NT) {
+    const int r = i / kGran, g = i % kGran;
+    const bool ok = r < valid;
+    sm80::cp_async16(dst + sm90::swz_offset(r, g, kBc), ok ? src + r * ld + g * 8 : src,
+                     ok ? 16 : 0);
+  }
+}
+
+template <class T, int HD>
+__device__ __forceinline__ void mma_s(float (&s)[64], uint32_t q_addr, uint32_t k_addr) {
+#pragma unroll
+  for (int kd = 0; kd < HD / 16; ++kd) {
+    const uint32_t off = (kd / 4) * kBc * 128 + (kd % 4) * 32;
+    const uint64_t da = sm90::smem_desc(q_addr + off, 16, 1024);
+    const uint64_t db = sm90::smem_desc(k_addr + off, 16, 1024);
+    if constexpr (std::is_same_v<T, __nv_bfloat16>)
+      sm90::wgmma_ss_n128_bf16(s, da, db, kd > 0);
+    else
+      sm90::wgmma_ss_n128_f16(s, da, db, kd > 0);
+  }
+}
+
+template <class T, int HD>
+__device__ __forceinline__ void mma_o(float (&o)[HD / 2], const uint32_t (&p)[kBc / 16][4],
+                                      uint32_t v_addr) {
+#pragma unroll
+  for (int kc = 0; kc < kBc / 16; ++kc) {
+    const uint64_t db = sm90::smem_desc(v_addr + kc * 16 * 128, kBc * 128, 1024);
+    if constexpr (HD == 128) {
+      if constexpr (std::is_same_v<T, __nv_bfloat16>)
+        sm90::wgmma_rs_n128_bf16(o, p[kc], db, 1);
+      else
+        sm90::wgmma_rs_n128_f16(o, p[kc], db, 1);
+    } else {
+      if constexpr (std::is_same_v<T, __nv_bfloat16>)
+        sm90::wgmma_rs_n64_bf16(o, p[kc], db, 1);
+      else
+        sm90::wgmma_rs_n64_f16(o, p[kc], db, 1);
+    }
+  }
+}
+
+// Grid: x = q head, y = query block (heaviest first), z = sequence (as the mma.sync kernel).
+template <class T, int HD>
+__global__ void __launch_bounds__(kThreads, 1)
+    prefill_sm90_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
+                        const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0,
+                        int rep, int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using namespace sm80;
+  using namespace sm90;
+  constexpr int kTile = Smem<HD>::kTile;
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) uint64_t bars[4];  // full[2], empty[2]
+  unsigned char* base = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  unsigned char* sQ = base;
+  unsigned char* sK = base + kTile;      // [2]
+  unsigned char* sV = base + 3 * kTile;  // [2]
+  const uint32_t full0 = smem_u32(&bars[0]), empty0 = smem_u32(&bars[2]);
+
+  const int tid = threadIdx.x, wg = tid / 128, wtid = tid % 128, lane = tid % 32, wq = wtid / 32;
+  const int h = blockIdx.x;
+  const int i0 = (gridDim.y - 1 - blockIdx.y) * kBr;
+  const int64_t s = blockIdx.z;
+  const int q_rows = min(kBr, L - i0);
+  const int64_t kv_end = pos0 + i0 + q_rows;  // keys 0 .. kv_end-1 are seen by some row
+  const int n_tiles = static_cast<int>((kv_end + kBc - 1) / kBc);
+  const int64_t ldkv = static_cast<int64_t>(KV) * HD;
+
+  const T* qg = q + (s * L + i0) * ldq + static_cast<int64_t>(h) * HD;
+  const T* kg = k_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
+  const T* vg = v_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
+
+  // Stage b (= tile j % 2) of K / V: full[b] completes when warpgroup 1's copies of the tile
+  // landed (128 cp.async arrivals), empty[b] when warpgroup 0 is done with it (128 arrivals).
+  // Warpgroup 1 loads tile j + 2 into the stage as soon as both are done with tile j; nothing
+  // else ties the two warpgroups, so one's softmax overlaps the other's MMAs. Warpgroup 0 waits
+  // for full[b] even for a tile it skips: its arrival on empty[b] then never runs a phase ahead
+  // of warpgroup 1's wait on it.
+  if (tid == 0) {
+    for (int b = 0; b < 2; ++b) mbar_init(full0 + 8 * b, 128), mbar_init(empty0 + 8 * b, 128);
+  }
+  __syncthreads();
+  auto load_kv = [&](int j) {  // warpgroup 1: tile j into stage j % 2
+    const int64_t k0 = static_cast<int64_t>(j) * kBc;
+    const int valid = static_cast<int>(min64(kBc, kv_end - k0));
+    load_tile<HD, 128>(sK + (j & 1) * kTile, kg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
+    load_tile<HD, 128>(sV + (j & 1) * kTile, vg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
+    mbar_arrive_cp_async(full0 + 8 * (j & 1));
+  };
+  // Each warpgroup loads its own 64 query rows (rows 64 wg .. of the Q tile).
+  load_tile<HD, 128>(sQ, qg, ldq, q_rows, 64 * wg, 64 * wg + 64, wtid);
+  cp_async_commit();
+  if (wg == 1) {
+    load_kv(0);
+    if (n_tiles > 1) load_kv(1);
+    cp_async_commit();
+    cp_async_wait<1>();  // this thread's Q rows (the tile groups may still be in flight)
+  } else {
+    cp_async_wait<0>();
+  }
+  fence_proxy_async();
+  warpgroup_sync(wg);
+
+  float o[HD / 2];
+#pragma unroll
+  for (int i = 0; i < HD / 2; ++i) o[i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const int64_t qpos_wg = pos0 + i0 + wg * 64;  // first query position of this warpgroup
+  // This thread's two rows: r = 0 -> 16 wq + g, r = 1 -> +8 (g = lane / 4, t = lane % 4).
+  const int64_t qpos_r0 = qpos_wg + wq * 16 + lane / 4;
+  const uint32_t q_addr = smem_u32(sQ) + wg * 64 * 128;  // rows 64 wg .. of every column block
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int buf = j & 1;
+    const uint32_t parity = (j >> 1) & 1;
+    mbar_wait(full0 + 8 * buf, parity);
+    // Keys of this tile all lie past the warpgroup's last query row: every score would be
+    // masked (the running max and sum unchanged), so the warpgroup skips it.
+    const int64_t kbase = static_cast<int64_t>(j) * kBc;
+    if (kbase <= qpos_wg + 63) {
+      fence_proxy_async();
+
+      float sc[64];
+      wgmma_fence();
+      mma_s<T, HD>(sc, q_addr, smem_u32(sK + buf * kTile));
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(sc);
+
+      // Causal mask, only on tiles reaching past this warpgroup's first query position.
+      if (kbase + kBc - 1 > qpos_wg) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t key = kbase + i * 8 + (lane % 4) * 2 + (e & 1);
+            if (key > qpos_r0 + (e >> 1) * 8) sc[4 * i + e] = -INFINITY;
+          }
+      }
+
+      // Online softmax (log2 domain). Every row sees key 0 in tile 0, so m_run is finite from
+      // then on.
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < 16; ++i)
+          mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * r], sc[4 * i + 2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[r], mx * scale_log2);
+        const float alpha = fast_exp2(m_run[r] - m_new);
+        float sum = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+          sc[4 * i + 2 * r] = fast_exp2(fmaf(sc[4 * i + 2 * r], scale_log2, -m_new));
+          sc[4 * i + 2 * r + 1] = fast_exp2(fmaf(sc[4 * i + 2 * r + 1], scale_log2, -m_new));
+          sum += sc[4 * i + 2 * r] + sc[4 * i + 2 * r + 1];
+        }
+        l_run[r] = l_run[r] * alpha + sum;
+        m_run[r] = m_new;
+#pragma unroll
+        for (int i = 0; i < HD / 8; ++i) {
+          o[4 * i + 2 * r] *= alpha;
+          o[4 * i + 2 * r + 1] *= alpha;
+        }
+      }
+
+      // P as the A fragments of 8 key steps: the accumulators of 8-key blocks 2kc, 2kc+1.
+      uint32_t p[kBc / 16][4];
+#pragma unroll
+      for (int kc = 0; kc < kBc / 16; ++kc) {
+        p[kc][0] = pack2<T>(sc[8 * kc + 0], sc[8 * kc + 1]);
+        p[kc][1] = pack2<T>(sc[8 * kc + 2], sc[8 * kc + 3]);
+        p[kc][2] = pack2<T>(sc[8 * kc + 4], sc[8 * kc + 5]);
+        p[kc][3] = pack2<T>(sc[8 * kc + 6], sc[8 * kc + 7]);
+      }
+      fence_regs(o);
+      wgmma_fence();
+      mma_o<T, HD>(o, p, smem_u32(sV + buf * kTile));
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(o);
+    }
+    if (wg == 0) {
+      mbar_arrive(empty0 + 8 * buf);
+    } else if (j + 2 < n_tiles) {
+      mbar_wait(empty0 + 8 * buf, parity);
+      load_kv(j + 2);
+    }
+  }
+
+  // O / l, rounded once to T; padding rows (i >= L) are not stored.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = 1.0f / l;
+    const int row = wg * 64 + wq * 16 + lane / 4 + r * 8;
+    if (row >= q_rows) continue;
+    T* orow = out + (s * L + i0 + row) * ldo + static_cast<int64_t>(h) * HD + (lane % 4) * 2;
+#pragma unroll
+    for (int i = 0; i < HD / 8; ++i)
+      *reinterpret_cast<uint32_t*>(orow + i * 8) =
+          pack2<T>(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
+  }
+#else
+  __trap();  // launched only on sm_90 devices (launch_attention_prefill_sm90 checks)
+#endif
+}
+
+template <class T, int HD>
+Status launch_t(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
+                int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
+                void* out, int64_t ldo, cudaStream_t stream) {
+  constexpr size_t smem = Smem<HD>::kBytes;
+  auto kernel = prefill_sm90_kernel<T, HD>;
+  static bool configured = false;  // the opt-in size, set once for this instantiation
+  if (!configured) {
+    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(smem)));
+    configured = true;
+  }
+  const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>((L + kBr - 1) / kBr),
+                  static_cast<unsigned>(S));
+  const float scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)) * M_LOG2E);
+  kernel<<<grid, kThreads, smem, stream>>>(
+      static_cast<const T*>(q), ldq, static_cast<const T*>(k_cache), static_cast<const T*>(v_cache),
+      max_ctx, static_cast<int>(L), pos0, static_cast<int>(H / KV), static_cast<int>(KV),
+      static_cast<T*>(out), ldo, scale_log2);
+  SS_CUDA_TRY(cudaGetLastError());
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool attention_prefill_sm90_supports(int sm, int64_t hd) {
+  return sm == 90 && (hd == 64 || hd == 128);
+}
+
+Status launch_attention_prefill_sm90(DType t, const void* q, int64_t ldq, const void* k_cache,
+                                     const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
+                                     int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
+                                     int64_t ldo, cudaStream_t stream) {
+  const bool bf16 = t == DType::kBF16;
+  if (hd == 128)
+    return bf16 ? launch_t<__nv_bfloat16, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
+                                               out, ldo, stream)
+                : launch_t<__half, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out,
+                                        ldo, stream);
+  return bf16 ? launch_t<__nv_bfloat16, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
+                                            out, ldo, stream)
+              : launch_t<__half, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
+                                     stream);
+}
+
+}  // namespace slidesparse::cuda::kernels
