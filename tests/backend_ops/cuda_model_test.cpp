@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -573,6 +574,9 @@ TEST(CudaModel, BadInputsAreOneLineErrors) {
   CudaModelOptions prune = o;
   prune.sparsify.enabled = true;
   expect_err(CudaModel::load(dir, prune).status(), "already a SlideSparse checkpoint");
+  ::setenv("SLIDESPARSE_PREFILL_ATTENTION", "flash3", 1);  // not a kernel name
+  expect_err(CudaModel::load(dir, o).status(), "SLIDESPARSE_PREFILL_ATTENTION: prefill attention");
+  ::unsetenv("SLIDESPARSE_PREFILL_ATTENTION");
   SyntheticModelSpec spec;
   spec.arch = "gpt2";
   expect_err(CudaModel::synthetic(spec, o).status(), "gpt2");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -324,6 +325,12 @@ class CudaModelImpl final : public CudaModel {
       return unsupported("cuda model: head_dim " + std::to_string(hd) +
                          " not supported by the attention kernels (16, 32, 64, 128)");
     auto m = std::unique_ptr<CudaModelImpl>(new CudaModelImpl());
+    // SLIDESPARSE_PREFILL_ATTENTION: the prefill attention kernel (default auto; the others to
+    // compare kernels end to end).
+    if (const char* v = std::getenv("SLIDESPARSE_PREFILL_ATTENTION"); v && *v) {
+      Status st = kernels::prefill_kernel_parse(v, &m->attn_kernel_);
+      if (!st.ok()) return invalid_argument("SLIDESPARSE_PREFILL_ATTENTION: " + st.message());
+    }
     m->cfg_ = c;
     m->T_ = opt.act_dtype;
     m->max_batch_ = opt.max_batch;
@@ -839,7 +846,7 @@ class CudaModelImpl final : public CudaModel {
               KV, hd, att_.get(), H * hd, attn_ws_.get(), attn_ws_bytes_, stream_);
         return kernels::launch_attention_prefill(T_, qkv_.get(), qkvN, Ly.kc.get(), Ly.vc.get(),
                                                  max_ctx_, S, L, 0, H, KV, hd, att_.get(), H * hd,
-                                                 stream_);
+                                                 stream_, attn_kernel_);
       }));
       SS_RETURN_IF_ERROR(residual_linear(kOpO, Ly.lin[kO].get(), false, att_.get(), M, &delta));
       SS_RETURN_IF_ERROR(norm_into(x_.get(), delta, Ly.mlp_norm, M, Ly.lin[kGateUp].get(), &fused));
@@ -895,6 +902,7 @@ class CudaModelImpl final : public CudaModel {
   bool last_delta_ = true;  // the last forward left the final MLP delta in d_ (not added yet)
   std::unique_ptr<TuningTable> tuning_;
   std::string tuning_note_;  // tuning_note(), set by finish_load
+  kernels::PrefillKernel attn_kernel_ = kernels::PrefillKernel::kAuto;
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;

@@ -32,6 +32,8 @@ namespace slidesparse::cuda::kernels {
 
 enum class PrefillKernel { kAuto, kWgmma, kMma128, kMma64 };
 const char* prefill_kernel_name(PrefillKernel k);
+// "auto" | "wgmma" | "mma128" | "mma64" (the engine reads SLIDESPARSE_PREFILL_ATTENTION with it).
+Status prefill_kernel_parse(const char* name, PrefillKernel* out);
 
 Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
                                 const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,

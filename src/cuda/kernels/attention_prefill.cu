@@ -340,6 +340,17 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
                           rows_per_cta, stream);
 }
 
+Status prefill_kernel_parse(const char* name, PrefillKernel* out) {
+  for (PrefillKernel k :
+       {PrefillKernel::kAuto, PrefillKernel::kWgmma, PrefillKernel::kMma128, PrefillKernel::kMma64})
+    if (std::string(name) == prefill_kernel_name(k)) {
+      *out = k;
+      return Status::Ok();
+    }
+  return invalid_argument(std::string("prefill attention kernel '") + name +
+                          "' (expected auto, wgmma, mma128 or mma64)");
+}
+
 const char* prefill_kernel_name(PrefillKernel k) {
   switch (k) {
     case PrefillKernel::kWgmma:
