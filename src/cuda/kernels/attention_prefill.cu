@@ -314,9 +314,9 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   if (kernel == PrefillKernel::kWgmma && !wgmma_ok)
     return unsupported(what + "the wgmma kernel needs an sm_90 GPU and head dim 64 or 128 (sm_" +
                        std::to_string(sm) + ", hd " + std::to_string(hd) + ")");
-  // Auto: the wgmma kernel from 2048 attended keys on (H100, Qwen2.5-7B heads, causal: 301 vs 287
-  // TFLOPS at L = 2048, 395 vs 328 at 16384; at L = 1024 the mma.sync kernel's two CTAs per SM
-  // win, 253 vs 239 -- docs/attention.md).
+  // Auto: the wgmma kernel from 2048 attended keys on (H100, Qwen2.5-7B heads, causal: 312 vs 285
+  // TFLOPS at L = 2048, 391 vs 330 at 16384; at L = 1024 the two tie, 252 vs 254 --
+  // docs/attention.md).
   if (kernel == PrefillKernel::kAuto && wgmma_ok && pos0 + L >= kWgmmaMinKeys)
     kernel = PrefillKernel::kWgmma;
   if (S == 0 || L == 0) return Status::Ok();

@@ -1,7 +1,7 @@
 // Causal GQA prefill attention for Hopper (sm_90a): the FlashAttention-2 schedule of
 // attention_prefill.cu on warpgroup MMAs. One CTA = 128 query rows of one head, two warpgroups of
-// 64 rows; key / value tiles of 128 rows stream through double-buffered shared memory (Q, K[2],
-// V[2]: 160 KB at hd 128, one CTA per SM), loaded with cp.async by warpgroup 1 and handed over
+// 64 rows; key / value tiles of 128 rows stream through two shared-memory stages (Q, K[2], V[2]:
+// 160 KB at hd 128, one CTA per SM), loaded with cp.async by warpgroup 1 and handed over
 // through mbarriers, so the two warpgroups run out of step (one's softmax under the other's
 // MMAs). Per tile and warpgroup: S = Q K^T as hd/16 wgmma m64n128k16 with both operands in shared
 // memory (K-major), the causal mask and online softmax in fp32 on the accumulators, P rounded to
@@ -26,11 +26,12 @@ namespace {
 constexpr int kThreads = 256;  // two warpgroups
 constexpr int kBr = 128;       // query rows per CTA (64 per warpgroup)
 constexpr int kBc = 128;       // keys per tile
+constexpr int kStages = 2;     // K / V tiles in flight (3 measured no faster: call 8)
 
 template <int HD>
 struct Smem {
-  static constexpr int kTile = kBc * HD * 2;          // bytes of one 128-row tile (Q, K or V)
-  static constexpr size_t kBytes = 5 * kTile + 1024;  // Q, K[2], V[2], alignment slack
+  static constexpr int kTile = kBc * HD * 2;  // bytes of one 128-row tile (Q, K or V)
+  static constexpr size_t kBytes = (1 + 2 * kStages) * kTile + 1024;  // Q, K[], V[], slack
 };
 
 // Rows r_lo .. r_hi-1 of a kBc-row x HD tile (global row stride ld elements) -> the swizzled
@@ -93,13 +94,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   using namespace sm90;
   constexpr int kTile = Smem<HD>::kTile;
   extern __shared__ unsigned char smem_raw[];
-  __shared__ __align__(8) uint64_t bars[4];  // full[2], empty[2]
+  __shared__ __align__(8) uint64_t bars[2 * kStages];  // full[kStages], empty[kStages]
   unsigned char* base = reinterpret_cast<unsigned char*>(
       (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   unsigned char* sQ = base;
-  unsigned char* sK = base + kTile;      // [2]
-  unsigned char* sV = base + 3 * kTile;  // [2]
-  const uint32_t full0 = smem_u32(&bars[0]), empty0 = smem_u32(&bars[2]);
+  unsigned char* sK = base + kTile;                  // [kStages]
+  unsigned char* sV = base + (1 + kStages) * kTile;  // [kStages]
+  const uint32_t full0 = smem_u32(&bars[0]), empty0 = smem_u32(&bars[kStages]);
 
   const int tid = threadIdx.x, wg = tid / 128, wtid = tid % 128, lane = tid % 32, wq = wtid / 32;
   const int h = blockIdx.x;
@@ -114,29 +115,29 @@ __global__ void __launch_bounds__(kThreads, 1)
   const T* kg = k_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
   const T* vg = v_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
 
-  // Stage b (= tile j % 2) of K / V: full[b] completes when warpgroup 1's copies of the tile
-  // landed (128 cp.async arrivals), empty[b] when warpgroup 0 is done with it (128 arrivals).
-  // Warpgroup 1 loads tile j + 2 into the stage as soon as both are done with tile j; nothing
-  // else ties the two warpgroups, so one's softmax overlaps the other's MMAs. Warpgroup 0 waits
-  // for full[b] even for a tile it skips: its arrival on empty[b] then never runs a phase ahead
-  // of warpgroup 1's wait on it.
+  // Tile j lives in stage j % kStages: full[] completes when warpgroup 1's copies of the tile
+  // landed (128 cp.async arrivals), empty[] when warpgroup 0 is done with it (128 arrivals).
+  // Warpgroup 1 loads tile j + kStages into the stage as soon as both are done with tile j;
+  // nothing else ties the two warpgroups, so one's softmax overlaps the other's MMAs. Warpgroup 0
+  // waits for full[] even for a tile it skips: its arrival on empty[] then never runs a phase
+  // ahead of warpgroup 1's wait on it.
   if (tid == 0) {
-    for (int b = 0; b < 2; ++b) mbar_init(full0 + 8 * b, 128), mbar_init(empty0 + 8 * b, 128);
+    for (int b = 0; b < kStages; ++b) mbar_init(full0 + 8 * b, 128), mbar_init(empty0 + 8 * b, 128);
   }
   __syncthreads();
-  auto load_kv = [&](int j) {  // warpgroup 1: tile j into stage j % 2
+  auto load_kv = [&](int j) {  // warpgroup 1: tile j into stage j % kStages
     const int64_t k0 = static_cast<int64_t>(j) * kBc;
     const int valid = static_cast<int>(min64(kBc, kv_end - k0));
-    load_tile<HD, 128>(sK + (j & 1) * kTile, kg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
-    load_tile<HD, 128>(sV + (j & 1) * kTile, vg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
-    mbar_arrive_cp_async(full0 + 8 * (j & 1));
+    load_tile<HD, 128>(sK + (j % kStages) * kTile, kg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
+    load_tile<HD, 128>(sV + (j % kStages) * kTile, vg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
+    mbar_arrive_cp_async(full0 + 8 * (j % kStages));
   };
   // Each warpgroup loads its own 64 query rows (rows 64 wg .. of the Q tile).
   load_tile<HD, 128>(sQ, qg, ldq, q_rows, 64 * wg, 64 * wg + 64, wtid);
   cp_async_commit();
   if (wg == 1) {
     load_kv(0);
-    if (n_tiles > 1) load_kv(1);
+    for (int j = 1; j < min(n_tiles, kStages); ++j) load_kv(j);
     cp_async_commit();
     cp_async_wait<1>();  // this thread's Q rows (the tile groups may still be in flight)
   } else {
@@ -155,8 +156,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t q_addr = smem_u32(sQ) + wg * 64 * 128;  // rows 64 wg .. of every column block
 
   for (int j = 0; j < n_tiles; ++j) {
-    const int buf = j & 1;
-    const uint32_t parity = (j >> 1) & 1;
+    const int buf = j % kStages;
+    const uint32_t parity = (j / kStages) & 1;
     mbar_wait(full0 + 8 * buf, parity);
     // Keys of this tile all lie past the warpgroup's last query row: every score would be
     // masked (the running max and sum unchanged), so the warpgroup skips it.
@@ -171,15 +172,17 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_wait<0>();
       fence_regs(sc);
 
-      // Causal mask, only on tiles reaching past this warpgroup's first query position.
+      // Causal mask, only on tiles reaching past this warpgroup's first query position: element
+      // (i, e) holds key kbase + 8i + 2t + (e & 1) of row r0 + 8 (e >> 1), masked when
+      // 8i + (e & 1) > rel + 8 (e >> 1) -- one compare with a constant per element (rel is
+      // clamped to [-16, 256], which keeps every comparison's outcome).
       if (kbase + kBc - 1 > qpos_wg) {
+        const int rel = static_cast<int>(min64(max64(qpos_r0 - kbase - (lane % 4) * 2, -16), 256));
 #pragma unroll
         for (int i = 0; i < 16; ++i)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int64_t key = kbase + i * 8 + (lane % 4) * 2 + (e & 1);
-            if (key > qpos_r0 + (e >> 1) * 8) sc[4 * i + e] = -INFINITY;
-          }
+          for (int e = 0; e < 4; ++e)
+            if (i * 8 + (e & 1) > rel + (e >> 1) * 8) sc[4 * i + e] = -INFINITY;
       }
 
       // Online softmax (log2 domain). Every row sees key 0 in tile 0, so m_run is finite from
@@ -228,9 +231,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (wg == 0) {
       mbar_arrive(empty0 + 8 * buf);
-    } else if (j + 2 < n_tiles) {
+    } else if (j + kStages < n_tiles) {
       mbar_wait(empty0 + 8 * buf, parity);
-      load_kv(j + 2);
+      load_kv(j + kStages);
     }
   }
 
