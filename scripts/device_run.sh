@@ -135,6 +135,9 @@ fi
 #   profile   Qwen2.5-7B --profile at M = 16384: int8 dense + 6:8, bf16 dense            3 L + ~10 s
 #   others    E2E_OTHER_MODELS at M = 16384, E2E_OTHER_PATTERNS x E2E_OTHER_QUANTS   ~(1B+3B+2x7B) L
 #   hf        bench/hf_e2e.py on the same config.json: prefill at E2E_M, decode at E2E_HF_BATCH ~90 s
+#   attention attention_test's Perf (every prefill kernel, decode)                        ~10 s
+#   longprompt M = 16384 as one 16384-token prompt, int8/bf16 dense/2:4/6:8 --profile, with
+#             SLIDESPARSE_PREFILL_ATTENTION=mma128 and the default (wgmma on the H100)      ~3 min
 # With L ~ 60 s the whole list is ~30 min: split it over device calls of <= 10 min with E2E_PARTS
 # (E2E_PREVIOUS=<a previous call's e2e_work.tar.gz, carried back> merges its parts in), e.g.
 #   call 1: E2E_PARTS=memcheck,hfcmp,hf,profile   call 2: E2E_PARTS=prefill   call 3: decode,others
@@ -148,7 +151,7 @@ if [ "$MODE" = e2e ]; then
   if [ -n "${E2E_PREVIOUS:-}" ] && [ -f "$E2E_PREVIOUS" ]; then  # a previous call's e2e_work.tar.gz
     tar xzf "$E2E_PREVIOUS" -C "$LOGDIR" && say "$(stamp) merged previous parts from $E2E_PREVIOUS"
   fi
-  PARTS=",${E2E_PARTS:-memcheck,hfcmp,prefill,decode,profile,others,hf},"
+  PARTS=",${E2E_PARTS:-memcheck,attention,hfcmp,prefill,decode,profile,longprompt,others,hf},"
   TMO=${E2E_PART_TIMEOUT:-540}
   ARCH=${E2E_ARCH:-qwen2.5-7b}
   PATS=${E2E_PATTERNS:-dense,2:4,6:8}
@@ -184,6 +187,26 @@ if [ "$MODE" = e2e ]; then
       "$CLI" bench e2e --arch tiny-qwen2 --pattern dense,6:8 --quant int8,none --M 64 --prompt-len 32 \
       --batch 3 --gen-len 4 --reps 1 --warmup 0 --out "$E/memcheck"
     say "  $(grep -E 'ERROR SUMMARY' "$LOGDIR/memcheck_e2e.log" | tail -n1)"
+    # The prefill attention kernels (the wgmma one hands tiles over through mbarriers): memcheck,
+    # synccheck, racecheck on the small cases.
+    for tool in memcheck synccheck racecheck; do
+      part "$tool attention_test PrefillSmall" "${tool}_attention.log" "$CS" --tool $tool \
+        --error-exitcode 9 "$B/bin/attention_test" --gtest_filter='*PrefillSmall*'
+      say "  $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGDIR/${tool}_attention.log" | tail -n1)"
+    done
+  fi
+  if has attention; then  # kernel speed of every prefill kernel and of decode (docs/attention.md)
+    part "attention_test Perf" attention_perf.log "$B/bin/attention_test" \
+      --gtest_also_run_disabled_tests --gtest_filter='*Perf*'
+    grep -E '^(prefill|decode) ' "$LOGDIR/attention_perf.log" | tee -a "$SUMMARY"
+  fi
+  if has longprompt; then  # one 16384-token prompt per step: mma.sync vs the default (wgmma)
+    for k in mma128 auto; do
+      part "bench e2e $ARCH prefill M=16384 --prompt-len 16384 attention=$k --profile" \
+        "e2e_long_$k.log" env SLIDESPARSE_PREFILL_ATTENTION=$k "$CLI" bench e2e --arch "$ARCH" \
+        --mode prefill --pattern dense,2:4,6:8 --quant int8,none --M 16384 --prompt-len 16384 \
+        --reps 2 --profile --out "$E/long_$k" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+    done
   fi
   if has hfcmp; then
     part "hf_compare_cuda.py" hf_compare_cuda.log "$PY" scripts/hf_compare_cuda.py --bin "$CLI" \
