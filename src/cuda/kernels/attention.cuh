@@ -6,7 +6,7 @@
 // the query at row s*L+i sits at position pos0+i and attends keys 0 .. pos0+i of slot s (the cache
 // already holds them). out: [S*L, ldo], head h at column h*hd. kernel: which implementation
 // (same arithmetic, same tolerances): kAuto takes the wgmma kernel on sm_90 for hd 64 / 128 when
-// pos0 + L >= 2048, else the mma.sync kernel with 128 query rows per CTA where the device's
+// pos0 + L >= 1024, else the mma.sync kernel with 128 query rows per CTA where the device's
 // shared memory per block allows it, else 64; the others force one (kWgmma on another GPU or
 // head dim: kUnsupported).
 //

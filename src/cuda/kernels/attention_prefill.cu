@@ -25,7 +25,7 @@ using namespace sm80;
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kBc = 64;                  // keys per tile
-constexpr int64_t kWgmmaMinKeys = 2048;  // kAuto's switch to the sm_90 kernel (pos0 + L)
+constexpr int64_t kWgmmaMinKeys = 1024;  // kAuto's switch to the sm_90 kernel (pos0 + L)
 
 // MT m16 tiles per warp: MT = 2 (128-row CTAs) where the device's shared memory per block allows
 // it, MT = 1 (64-row CTAs, 87 KB at hd 128) on GPUs with less (sm_86 / sm_89: 99 KB).
@@ -314,9 +314,9 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   if (kernel == PrefillKernel::kWgmma && !wgmma_ok)
     return unsupported(what + "the wgmma kernel needs an sm_90 GPU and head dim 64 or 128 (sm_" +
                        std::to_string(sm) + ", hd " + std::to_string(hd) + ")");
-  // Auto: the wgmma kernel from 2048 attended keys on (H100, Qwen2.5-7B heads, causal: 312 vs 285
-  // TFLOPS at L = 2048, 391 vs 330 at 16384; at L = 1024 the two tie, 252 vs 254 --
-  // docs/attention.md).
+  // Auto: the wgmma kernel from 1024 attended keys on (H100, Qwen2.5-7B heads, causal: 331 vs 254
+  // TFLOPS at L = 1024, 504 vs 328 at 16384 -- docs/attention.md); shorter calls are not measured
+  // and keep the mma.sync kernel.
   if (kernel == PrefillKernel::kAuto && wgmma_ok && pos0 + L >= kWgmmaMinKeys)
     kernel = PrefillKernel::kWgmma;
   if (S == 0 || L == 0) return Status::Ok();

@@ -34,28 +34,36 @@ struct Smem {
   static constexpr size_t kBytes = (1 + 2 * kStages) * kTile + 1024;  // Q, K[], V[], slack
 };
 
-// Rows r_lo .. r_hi-1 of a kBc-row x HD tile (global row stride ld elements) -> the swizzled
-// shared tile (wgmma_sm90.cuh) by NT threads; rows >= valid are zero-filled without reading
-// global memory.
-template <int HD, int NT, class T>
-__device__ __forceinline__ void load_tile(unsigned char* dst, const T* src, int64_t ld, int valid,
-                                          int r_lo, int r_hi, int tid) {
-  constexpr int kGran = HD / 8;  // 16-byte granules per row
-  for (int i = r_lo * kGran + tid; i < r_hi * kGran; i += NT) {
-    const int r = i / kGran, g = i % kGran;
+// Rows r_lo .. r_lo+NROWS-1 of a 128-row x HD tile (global row stride ld elements) -> the
+// swizzled shared tile (wgmma_sm90.cuh) by 128 threads; rows >= valid are zero-filled without
+// reading global memory. Thread t copies granule t % (HD/8) of rows r_lo + t / (HD/8) + k * RS
+// (RS = 128 / (HD/8) = 8 or 16 rows per step): r % 8 is the same in every step, so the swizzled
+// offset just advances by RS * 128 bytes -- a few instructions per 16-byte copy (the loads are
+// issued by the warpgroup that also computes).
+template <int HD, int NROWS, class T>
+__device__ __forceinline__ void load_rows(unsigned char* dst, const T* src, int64_t ld, int valid,
+                                          int r_lo, int tid) {
+  constexpr int kGran = HD / 8, kRS = 128 / kGran;
+  static_assert(kRS % 8 == 0 && NROWS % kRS == 0, "rows per step keep the swizzle phase");
+  const int g = tid % kGran;
+  int r = r_lo + tid / kGran;
+  unsigned char* d = dst + sm90::swz_offset(r, g, kBc);
+  const T* sp = src + r * ld + g * 8;
+#pragma unroll
+  for (int k = 0; k < NROWS / kRS; ++k, r += kRS, d += kRS * 128, sp += kRS * ld) {
     const bool ok = r < valid;
-    sm80::cp_async16(dst + sm90::swz_offset(r, g, kBc), ok ? src + r * ld + g * 8 : src,
-                     ok ? 16 : 0);
+    sm80::cp_async16(d, ok ? sp : src, ok ? 16 : 0);
   }
 }
 
 template <class T, int HD>
 __device__ __forceinline__ void mma_s(float (&s)[64], uint32_t q_addr, uint32_t k_addr) {
+  const uint32_t qlo = sm90::smem_desc_lo(q_addr, 16), klo = sm90::smem_desc_lo(k_addr, 16);
+  constexpr uint32_t hi = sm90::smem_desc_hi(1024);
 #pragma unroll
   for (int kd = 0; kd < HD / 16; ++kd) {
-    const uint32_t off = (kd / 4) * kBc * 128 + (kd % 4) * 32;
-    const uint64_t da = sm90::smem_desc(q_addr + off, 16, 1024);
-    const uint64_t db = sm90::smem_desc(k_addr + off, 16, 1024);
+    const uint32_t off = ((kd / 4) * kBc * 128 + (kd % 4) * 32) / 16;
+    const uint64_t da = sm90::desc_of(qlo + off, hi), db = sm90::desc_of(klo + off, hi);
     if constexpr (std::is_same_v<T, __nv_bfloat16>)
       sm90::wgmma_ss_n128_bf16(s, da, db, kd > 0);
     else
@@ -66,9 +74,11 @@ __device__ __forceinline__ void mma_s(float (&s)[64], uint32_t q_addr, uint32_t 
 template <class T, int HD>
 __device__ __forceinline__ void mma_o(float (&o)[HD / 2], const uint32_t (&p)[kBc / 16][4],
                                       uint32_t v_addr) {
+  const uint32_t vlo = sm90::smem_desc_lo(v_addr, kBc * 128);
+  constexpr uint32_t hi = sm90::smem_desc_hi(1024);
 #pragma unroll
   for (int kc = 0; kc < kBc / 16; ++kc) {
-    const uint64_t db = sm90::smem_desc(v_addr + kc * 16 * 128, kBc * 128, 1024);
+    const uint64_t db = sm90::desc_of(vlo + kc * 16 * 128 / 16, hi);
     if constexpr (HD == 128) {
       if constexpr (std::is_same_v<T, __nv_bfloat16>)
         sm90::wgmma_rs_n128_bf16(o, p[kc], db, 1);
@@ -128,12 +138,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto load_kv = [&](int j) {  // warpgroup 1: tile j into stage j % kStages
     const int64_t k0 = static_cast<int64_t>(j) * kBc;
     const int valid = static_cast<int>(min64(kBc, kv_end - k0));
-    load_tile<HD, 128>(sK + (j % kStages) * kTile, kg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
-    load_tile<HD, 128>(sV + (j % kStages) * kTile, vg + k0 * ldkv, ldkv, valid, 0, kBc, wtid);
+    load_rows<HD, kBc>(sK + (j % kStages) * kTile, kg + k0 * ldkv, ldkv, valid, 0, wtid);
+    load_rows<HD, kBc>(sV + (j % kStages) * kTile, vg + k0 * ldkv, ldkv, valid, 0, wtid);
     mbar_arrive_cp_async(full0 + 8 * (j % kStages));
   };
   // Each warpgroup loads its own 64 query rows (rows 64 wg .. of the Q tile).
-  load_tile<HD, 128>(sQ, qg, ldq, q_rows, 64 * wg, 64 * wg + 64, wtid);
+  load_rows<HD, 64>(sQ, qg, ldq, q_rows, 64 * wg, wtid);
   cp_async_commit();
   if (wg == 1) {
     load_kv(0);

@@ -27,11 +27,18 @@ __host__ __device__ constexpr uint32_t swz_offset(int row, int granule, int rows
                                (((granule % 8) ^ (row % 8)) << 4));
 }
 
-// Descriptor of a 128-byte-swizzled operand at shared address addr (bytes); lbo / sbo in bytes.
-__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return static_cast<uint64_t>((addr >> 4) & 0x3FFFu) |
-         (static_cast<uint64_t>((lbo >> 4) & 0x3FFFu) << 16) |
-         (static_cast<uint64_t>((sbo >> 4) & 0x3FFFu) << 32) | (uint64_t{1} << 62);
+// Descriptor of a 128-byte-swizzled operand at shared address addr, as two words: lo = the start
+// address and LBO fields, hi = SBO and the swizzle mode (lbo / sbo in bytes). The operand at byte
+// offset `off` (a multiple of 16, inside shared memory) is `lo + off / 16`: the 14-bit address
+// field cannot carry into LBO (shared addresses are < 2^18 bytes).
+__device__ __forceinline__ uint32_t smem_desc_lo(uint32_t addr, uint32_t lbo) {
+  return ((addr >> 4) & 0x3FFFu) | (((lbo >> 4) & 0x3FFFu) << 16);
+}
+__host__ __device__ constexpr uint32_t smem_desc_hi(uint32_t sbo) {
+  return ((sbo >> 4) & 0x3FFFu) | (1u << 30);
+}
+__device__ __forceinline__ uint64_t desc_of(uint32_t lo, uint32_t hi) {
+  return (static_cast<uint64_t>(hi) << 32) | lo;
 }
 
 __device__ __forceinline__ void wgmma_fence() {
