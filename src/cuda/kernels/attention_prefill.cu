@@ -14,6 +14,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/attention.cuh"
+#include "cuda/kernels/attention_prefill_launch.cuh"
 #include "cuda/kernels/attention_prefill_sm90.cuh"
 #include "cuda/kernels/mma_sm80.cuh"
 
@@ -63,17 +64,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   T* sV = sK + 2 * kBc * kStride;          // [2][kBc][kStride]
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int h = blockIdx.x;
-  const int i0 = (gridDim.y - 1 - blockIdx.y) * kBr;
-  const int64_t s = blockIdx.z;
-  const int q_rows = min(kBr, L - i0);
-  const int64_t kv_end = pos0 + i0 + q_rows;  // keys 0 .. kv_end-1 are seen by some row
-  const int n_tiles = static_cast<int>((kv_end + kBc - 1) / kBc);
-  const int64_t ldkv = static_cast<int64_t>(KV) * HD;
-
-  const T* qg = q + (s * L + i0) * ldq + static_cast<int64_t>(h) * HD;
-  const T* kg = k_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
-  const T* vg = v_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
+  const PrefillBlock<T, HD> pb(q, ldq, k_cache, v_cache, max_ctx, L, pos0, rep, KV, kBr, kBc);
+  const int h = pb.h, i0 = pb.i0, q_rows = pb.q_rows, n_tiles = pb.n_tiles;
+  const int64_t s = pb.s, kv_end = pb.kv_end, ldkv = pb.ldkv;
+  const T *qg = pb.qg, *kg = pb.kg, *vg = pb.vg;
 
   load_tile<HD, kBr>(sQ, qg, ldq, q_rows, qg, tid);
   load_tile<HD, kBc>(sK, kg, ldkv, static_cast<int>(min64(kBc, kv_end)), kg, tid);
@@ -227,24 +221,9 @@ template <class T, int HD, int MT>
 Status launch_tile(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                    int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
                    void* out, int64_t ldo, cudaStream_t stream) {
-  constexpr size_t smem = Tile<HD, MT>::kBytes;
-  constexpr int kBr = Tile<HD, MT>::kBr;
-  auto kernel = prefill_kernel<T, HD, MT>;
-  static bool configured = false;  // the opt-in size, set once for this instantiation
-  if (!configured) {
-    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(smem)));
-    configured = true;
-  }
-  const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>((L + kBr - 1) / kBr),
-                  static_cast<unsigned>(S));
-  const float scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)) * M_LOG2E);
-  kernel<<<grid, kThreads, smem, stream>>>(
-      static_cast<const T*>(q), ldq, static_cast<const T*>(k_cache), static_cast<const T*>(v_cache),
-      max_ctx, static_cast<int>(L), pos0, static_cast<int>(H / KV), static_cast<int>(KV),
-      static_cast<T*>(out), ldo, scale_log2);
-  SS_CUDA_TRY(cudaGetLastError());
-  return Status::Ok();
+  return launch_prefill_kernel<prefill_kernel<T, HD, MT>, T, HD>(
+      Tile<HD, MT>::kBytes, Tile<HD, MT>::kBr, kThreads, q, ldq, k_cache, v_cache, max_ctx, S, L,
+      pos0, H, KV, out, ldo, stream);
 }
 
 // rows_per_cta: 128 or 64.

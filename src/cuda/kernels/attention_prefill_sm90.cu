@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/attention_prefill_launch.cuh"
 #include "cuda/kernels/attention_prefill_sm90.cuh"
 #include "cuda/kernels/mma_sm80.cuh"
 #include "cuda/kernels/wgmma_sm90.cuh"
@@ -113,17 +114,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t full0 = smem_u32(&bars[0]), empty0 = smem_u32(&bars[kStages]);
 
   const int tid = threadIdx.x, wg = tid / 128, wtid = tid % 128, lane = tid % 32, wq = wtid / 32;
-  const int h = blockIdx.x;
-  const int i0 = (gridDim.y - 1 - blockIdx.y) * kBr;
-  const int64_t s = blockIdx.z;
-  const int q_rows = min(kBr, L - i0);
-  const int64_t kv_end = pos0 + i0 + q_rows;  // keys 0 .. kv_end-1 are seen by some row
-  const int n_tiles = static_cast<int>((kv_end + kBc - 1) / kBc);
-  const int64_t ldkv = static_cast<int64_t>(KV) * HD;
-
-  const T* qg = q + (s * L + i0) * ldq + static_cast<int64_t>(h) * HD;
-  const T* kg = k_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
-  const T* vg = v_cache + s * max_ctx * ldkv + static_cast<int64_t>(h / rep) * HD;
+  const PrefillBlock<T, HD> pb(q, ldq, k_cache, v_cache, max_ctx, L, pos0, rep, KV, kBr, kBc);
+  const int h = pb.h, i0 = pb.i0, q_rows = pb.q_rows, n_tiles = pb.n_tiles;
+  const int64_t s = pb.s, kv_end = pb.kv_end, ldkv = pb.ldkv;
+  const T *qg = pb.qg, *kg = pb.kg, *vg = pb.vg;
 
   // Tile j lives in stage j % kStages: full[] completes when warpgroup 1's copies of the tile
   // landed (128 cp.async arrivals), empty[] when warpgroup 0 is done with it (128 arrivals).
@@ -271,23 +265,9 @@ template <class T, int HD>
 Status launch_t(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                 int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
                 void* out, int64_t ldo, cudaStream_t stream) {
-  constexpr size_t smem = Smem<HD>::kBytes;
-  auto kernel = prefill_sm90_kernel<T, HD>;
-  static bool configured = false;  // the opt-in size, set once for this instantiation
-  if (!configured) {
-    SS_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(smem)));
-    configured = true;
-  }
-  const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>((L + kBr - 1) / kBr),
-                  static_cast<unsigned>(S));
-  const float scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)) * M_LOG2E);
-  kernel<<<grid, kThreads, smem, stream>>>(
-      static_cast<const T*>(q), ldq, static_cast<const T*>(k_cache), static_cast<const T*>(v_cache),
-      max_ctx, static_cast<int>(L), pos0, static_cast<int>(H / KV), static_cast<int>(KV),
-      static_cast<T*>(out), ldo, scale_log2);
-  SS_CUDA_TRY(cudaGetLastError());
-  return Status::Ok();
+  return launch_prefill_kernel<prefill_sm90_kernel<T, HD>, T, HD>(
+      Smem<HD>::kBytes, kBr, kThreads, q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out,
+      ldo, stream);
 }
 
 }  // namespace
