@@ -536,6 +536,56 @@ TEST(CudaModel, SyntheticModelsRunAndAreDeterministic) {
   }
 }
 
+// The engine with the wgmma prefill attention (auto on sm_90 from 1024 attended keys) against the
+// same model forced onto the mma.sync kernel: a synthetic Llama3.2-1B (hd 64, 16 layers, bf16)
+// prefilling one 1100-token prompt and decoding 2 tokens. Both kernels approximate exact
+// attention within the same bound (attention_test), so the logits agree within the GPU-vs-CPU
+// parity tolerance (5 % of the largest logit), and the greedy tokens where the top two are apart.
+TEST(CudaModel, WgmmaPrefillAttentionMatchesMmaEndToEnd) {
+  SS_SKIP_WITHOUT_GPU();
+  int sm = 0;
+  SS_ASSERT_OK(cuda::check_device(&sm));
+  if (sm != 90) GTEST_SKIP() << "the wgmma kernel runs on sm_90 only (device sm_" << sm << ")";
+  SyntheticModelSpec spec;
+  spec.arch = "llama3.2-1b";
+  spec.pattern = "dense";
+  spec.quant = QuantMode::kNone;
+  spec.seed = 11;
+  CudaModelOptions o;
+  o.max_batch = 1;
+  o.max_ctx = 1104;
+  const int64_t L = 1100;
+  std::vector<std::vector<float>> logits;  // [kernel][step * V + v]
+  std::vector<std::vector<int32_t>> tokens;
+  for (const char* kernel : {"mma128", "auto"}) {
+    ::setenv("SLIDESPARSE_PREFILL_ATTENTION", kernel, 1);
+    auto m = CudaModel::synthetic(spec, o);
+    ::unsetenv("SLIDESPARSE_PREFILL_ATTENTION");
+    ASSERT_TRUE(m.ok()) << m.status().to_string();
+    const int64_t V = (*m)->config().vocab_size;
+    const std::vector<int32_t> ids = random_ids(L, V, 12);
+    std::vector<float> lg(static_cast<size_t>(3 * V));
+    std::vector<int32_t> tk(3);
+    SS_ASSERT_OK((*m)->prefill(ids.data(), 1, L, lg.data(), &tk[0]));
+    for (int i = 1; i < 3; ++i)
+      SS_ASSERT_OK((*m)->decode(&tk[i - 1], 1, lg.data() + i * V, &tk[i]));
+    logits.push_back(std::move(lg));
+    tokens.push_back(tk);
+  }
+  const int64_t V = static_cast<int64_t>(logits[0].size() / 3);
+  float worst = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<float> ref(logits[0].begin() + i * V, logits[0].begin() + (i + 1) * V);
+    const float scale = max_abs(ref), err = max_diff(logits[1].data() + i * V, ref.data(), V);
+    worst = std::max(worst, err / scale);
+    EXPECT_LE(err, 0.05f * scale) << "step " << i;
+    if (top2_gap(ref) > 0.1f * scale) EXPECT_EQ(tokens[1][i], tokens[0][i]) << "step " << i;
+    if (tokens[1][i] != tokens[0][i]) break;  // later steps decode different tokens
+  }
+  std::printf("[wgmma] llama3.2-1b bf16, 1100-token prompt: max|wgmma-mma|/max|logit| = %.4f\n",
+              worst);
+}
+
 TEST(CudaModel, BadInputsAreOneLineErrors) {
   SS_SKIP_WITHOUT_GPU();
   const std::string dir = checkpoint("tiny-llama", "6:8", QuantMode::kNone);
