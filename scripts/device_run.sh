@@ -138,6 +138,10 @@ fi
 #   attention attention_test's Perf (every prefill kernel, decode)                        ~10 s
 #   longprompt M = 16384 as one 16384-token prompt, int8/bf16 dense/2:4/6:8 --profile, with
 #             SLIDESPARSE_PREFILL_ATTENTION=mma128 and the default (wgmma on the H100)      ~3 min
+#   enginebw  engine_kernels_test's Bandwidth (norm / SwiGLU prologues, both SwiGLU maths) ~20 s
+#   swiglu    M = 16384 --profile, E2E_QUANTS x E2E_PATTERNS, one run per word of E2E_SWIGLU_RUNS
+#             (default "exact fast fast exact": SLIDESPARSE_SWIGLU per run; not in the default
+#             list)                                                         per run ~6 L + ~15 s
 # With L ~ 60 s the whole list is ~30 min: split it over device calls of <= 10 min with E2E_PARTS
 # (E2E_PREVIOUS=<a previous call's e2e_work.tar.gz, carried back> merges its parts in), e.g.
 #   call 1: E2E_PARTS=memcheck,hfcmp,hf,profile   call 2: E2E_PARTS=prefill   call 3: decode,others
@@ -206,6 +210,21 @@ if [ "$MODE" = e2e ]; then
         "e2e_long_$k.log" env SLIDESPARSE_PREFILL_ATTENTION=$k "$CLI" bench e2e --arch "$ARCH" \
         --mode prefill --pattern dense,2:4,6:8 --quant int8,none --M 16384 --prompt-len 16384 \
         --reps 2 --profile --out "$E/long_$k" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+    done
+  fi
+  if has enginebw; then  # the engine's memory-bound kernels at engine sizes (GB/s, % of peak)
+    part "engine_kernels_test Bandwidth" engine_bw.log "$B/bin/engine_kernels_test" \
+      --gtest_also_run_disabled_tests --gtest_filter='*Bandwidth*'
+    grep -E 'GB/s|fused saves' "$LOGDIR/engine_bw.log" | tee -a "$SUMMARY"
+  fi
+  if has swiglu; then  # SLIDESPARSE_SWIGLU=exact vs the default fast SwiGLU, same binary, --profile
+    for math in ${E2E_SWIGLU_RUNS:-exact fast fast exact}; do
+      n=$((${n:-0} + 1))
+      part "bench e2e $ARCH prefill M=16384 --profile SwiGLU=$math (run $n)" "e2e_swiglu_${math}_$n.log" \
+        env SLIDESPARSE_SWIGLU=$math "$CLI" bench e2e --arch "$ARCH" --mode prefill \
+        --pattern "$PATS" --quant "$QUANTS" --M 16384 --reps 2 --profile \
+        --out "$E/swiglu_${math}_$n" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+      grep -E "^$ARCH " "$LOGDIR/e2e_swiglu_${math}_$n.log" | tee -a "$SUMMARY"
     done
   fi
   if has hfcmp; then

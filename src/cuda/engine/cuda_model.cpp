@@ -331,6 +331,11 @@ class CudaModelImpl final : public CudaModel {
       Status st = kernels::prefill_kernel_parse(v, &m->attn_kernel_);
       if (!st.ok()) return invalid_argument("SLIDESPARSE_PREFILL_ATTENTION: " + st.message());
     }
+    // SLIDESPARSE_SWIGLU: fast (default) or exact (bit-identical to the CPU reference's SiLU).
+    if (const char* v = std::getenv("SLIDESPARSE_SWIGLU"); v && *v) {
+      Status st = kernels::silu_math_parse(v, &m->silu_math_);
+      if (!st.ok()) return invalid_argument("SLIDESPARSE_SWIGLU: " + st.message());
+    }
     m->cfg_ = c;
     m->T_ = opt.act_dtype;
     m->max_batch_ = opt.max_batch;
@@ -856,12 +861,14 @@ class CudaModelImpl final : public CudaModel {
       const bool down_fused = slot.codes != nullptr;
       if (down_fused) {
         SS_RETURN_IF_ERROR(timed(kOpSiluMul, [&] {
-          return kernels::launch_silu_mul_prologue(T_, gu_.get(), 2 * F, M, F, slot, stream_);
+          return kernels::launch_silu_mul_prologue(T_, gu_.get(), 2 * F, M, F, slot, stream_,
+                                                   silu_math_);
         }));
       } else {
         if (!a_.get()) return internal_error("cuda model: a W16A16 layer without its input buffer");
         SS_RETURN_IF_ERROR(timed(kOpSiluMul, [&] {
-          return kernels::launch_silu_mul(T_, gu_.get(), 2 * F, M, F, a_.get(), stream_);
+          return kernels::launch_silu_mul(T_, gu_.get(), 2 * F, M, F, a_.get(), stream_,
+                                          silu_math_);
         }));
       }
       SS_RETURN_IF_ERROR(residual_linear(kOpDown, down, down_fused, a_.get(), M, &delta));
@@ -903,6 +910,7 @@ class CudaModelImpl final : public CudaModel {
   std::unique_ptr<TuningTable> tuning_;
   std::string tuning_note_;  // tuning_note(), set by finish_load
   kernels::PrefillKernel attn_kernel_ = kernels::PrefillKernel::kAuto;
+  kernels::SiluMath silu_math_ = kernels::SiluMath::kFast;
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;

@@ -58,15 +58,15 @@ __device__ __forceinline__ float exp_neg_sfu(float g) {
   return __fmaf_rn(e, __fmul_rn(tl, 0.693147182f), e);
 }
 
-// T(silu(g)) = T(g / d), d = 1 + exp(-g), bit-identical to exact::silu_f32 rounded to T (the CPU
-// reference), computed fast: exp by the SFU (exp_neg_sfu) and the division as g * rcp.approx(d)
-// (__fdividef's arithmetic, <= 2 ulp for d <= 2^126). The fast quotient is within ~2^-20 relative
-// (< 32 fp32 ulps) of the reference's exp_f32 + IEEE-division quotient, so when it is more than 64
-// ulps away from every rounding boundary of T (a midpoint of T's grid) both round to the same T
-// value. Otherwise (near a boundary: ~0.2 % of bf16 and ~1.6 % of fp16 elements; T subnormal or
-// overflow range; NaN; huge d) the reference arithmetic itself decides.
+// Exact SwiGLU (SiluMath::kExact): T(silu(g)) = T(g / d), d = 1 + exp(-g), bit-identical to
+// exact::silu_f32 rounded to T (the CPU reference), computed fast: exp by the SFU (exp_neg_sfu) and
+// the division as g * rcp.approx(d) (__fdividef's arithmetic, <= 2 ulp for d <= 2^126). The fast
+// quotient is within ~2^-20 relative (< 32 fp32 ulps) of the reference's exp_f32 + IEEE-division
+// quotient, so when it is more than 64 ulps away from every rounding boundary of T (a midpoint of
+// T's grid) both round to the same T value. Otherwise (near a boundary: ~0.2 % of bf16 and ~1.6 %
+// of fp16 elements; T subnormal or overflow range; NaN; huge d) the reference arithmetic decides.
 // silu_t_unrounded: the fast y before that final rounding, or (slow path) the T value itself, which
-// rounding leaves unchanged; silu_mul8 rounds two per conversion, silu_t one.
+// rounding leaves unchanged; silu_mul8 rounds two per conversion, silu_mul_elem one.
 template <class T>
 __device__ __forceinline__ float silu_t_unrounded(float g) {
   const float d = __fadd_rn(1.0f, exp_neg_sfu(g));
@@ -83,26 +83,48 @@ __device__ __forceinline__ float silu_t_unrounded(float g) {
   if (d < 1e30f && fast) return y;
   return round_to<T>(__fdiv_rn(g, __fadd_rn(1.0f, exact::exp_f32(-g))));
 }
-template <class T>
-__device__ __forceinline__ float silu_t(float g) {
-  return round_to<T>(silu_t_unrounded<T>(g));
+
+// Fast SwiGLU (SiluMath::kFast, the default): silu(g) = g * rcp.approx(1 + ex2.approx(-g log2 e)),
+// seven instructions and no boundary test. Relative error below 2^-17 (ex2.approx ~2^-22, the
+// rounding of its argument <= 2^-17.5 at |g| <= 88, rcp.approx 1 ulp), far under T's half ulp
+// (bf16 2^-9, fp16 2^-11): T(y) is the reference's T(silu(g)) or, when silu(g) lies within 2^-17
+// of a rounding boundary of T, its neighbour -- at most 1 ulp of T apart (engine_kernels_test
+// checks every finite 16-bit input). The reciprocal is taken of d / 4 and the product scaled back
+// by 1/4 (both exact) so that d up to inf works: rcp.approx flushes 1/d to 0 for d > 2^126 (the
+// reference's quotient is still a normal number there). Edges as exact::silu_f32: exp(-g) flushes
+// to 0 (y = g) for large g, is inf for g < -88.7 (y = -0), NaN and -inf give NaN.
+__device__ __forceinline__ float silu_fast(float g) {
+  float e, r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(__fmul_rn(g, -1.44269504f)));
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(__fmul_rn(__fadd_rn(1.0f, e), 0.25f)));
+  return __fmul_rn(__fmul_rn(g, r), 0.25f);
+}
+
+// silu(g) before the rounding to T: the exact variant's result or the fast one's.
+template <class T, bool EXACT>
+__device__ __forceinline__ float silu_unrounded(float g) {
+  if constexpr (EXACT)
+    return silu_t_unrounded<T>(g);
+  else
+    return silu_fast(g);
 }
 
 // HF SwiGLU element: T(T(silu(g)) * u).
-template <class T>
+template <class T, bool EXACT>
 __device__ __forceinline__ T silu_mul_elem(T g, T u) {
-  return from_f32<T>(__fmul_rn(silu_t<T>(to_f32(g)), to_f32(u)));
+  return from_f32<T>(__fmul_rn(round_to<T>(silu_unrounded<T, EXACT>(to_f32(g))), to_f32(u)));
 }
 // Eight of them, every rounding two per conversion instruction (cvt.rn.{bf16,f16}x2.f32).
 // amax (optional): max(*amax, max |h|), taken on the fp32 products and rounded once (T rounding
 // is monotonic and symmetric: max |T(p)| = T(max |p|)).
-template <class T>
+template <class T, bool EXACT>
 __device__ __forceinline__ void silu_mul8(const T* g, const T* u, T* h, float* amax = nullptr) {
   float m = 0.0f;
 #pragma unroll
   for (int i = 0; i < 8; i += 2) {
     T s[2];
-    pack2_rn<T>(silu_t_unrounded<T>(to_f32(g[i])), silu_t_unrounded<T>(to_f32(g[i + 1])), s);
+    pack2_rn<T>(silu_unrounded<T, EXACT>(to_f32(g[i])), silu_unrounded<T, EXACT>(to_f32(g[i + 1])),
+                s);
     const float p0 = __fmul_rn(to_f32(s[0]), to_f32(u[i]));
     const float p1 = __fmul_rn(to_f32(s[1]), to_f32(u[i + 1]));
     pack2_rn<T>(p0, p1, h + i);
@@ -132,8 +154,9 @@ enum RowOut : int {
 };
 // What a row CTA computes.
 enum RowOp : int {
-  kOpAddRmsNorm = 0,  // x = T(x + d) (when d), row = T(w * T(x * rms_inv))
-  kOpSiluMul = 1,     // row = T(T(silu(gu[:, :C])) * gu[:, C:2C])
+  kOpAddRmsNorm = 0,    // x = T(x + d) (when d), row = T(w * T(x * rms_inv))
+  kOpSiluMul = 1,       // row = T(T(silu(gu[:, :C])) * gu[:, C:2C]), fast silu (SiluMath::kFast)
+  kOpSiluMulExact = 2,  // the same with the exact silu (SiluMath::kExact)
 };
 
 struct RowArgs {
@@ -184,7 +207,8 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
     return;
   }
   float amax = 0.0f;  // this thread's partial absmax of the produced row
-  if constexpr (OP == kOpSiluMul) {
+  if constexpr (OP == kOpSiluMul || OP == kOpSiluMulExact) {
+    constexpr bool kExact = OP == kOpSiluMulExact;
     const T* g = static_cast<const T*>(a.gu) + r * a.ld;
     const T* u = g + C;
     if (a.vec) {
@@ -192,7 +216,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
         Pack8<T> pg, pu, ph;
         pg.u = __ldg(reinterpret_cast<const uint4*>(g + c));
         pu.u = __ldg(reinterpret_cast<const uint4*>(u + c));
-        silu_mul8<T>(pg.e, pu.e, ph.e, &amax);
+        silu_mul8<T, kExact>(pg.e, pu.e, ph.e, &amax);
         if constexpr (OUT == kRowPlain)
           *reinterpret_cast<uint4*>(static_cast<T*>(a.y) + r * C + c) = ph.u;
         else
@@ -200,7 +224,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
       }
     } else {
       for (int c = tid; c < C; c += nt) {
-        T h = silu_mul_elem<T>(g[c], u[c]);
+        T h = silu_mul_elem<T, kExact>(g[c], u[c]);
         amax = fmaxf(amax, fabsf(to_f32(h)));
         if constexpr (OUT == kRowPlain)
           static_cast<T*>(a.y)[r * C + c] = h;
@@ -326,7 +350,7 @@ inline int row_threads(int64_t C) {
 template <class T, int OP, int OUT, bool FP8>
 Status launch_row_t(const RowArgs& a, int64_t grid, cudaStream_t stream) {
   auto kernel = row_kernel<T, OP, OUT, FP8>;
-  const size_t smem = OUT == kRowPlain && OP == kOpSiluMul ? 0 : row_smem_bytes(a.C, OUT);
+  const size_t smem = OUT == kRowPlain && OP != kOpAddRmsNorm ? 0 : row_smem_bytes(a.C, OUT);
   static int configured = 0;  // opt-in shared-memory limit set for this instantiation (bytes)
   if (smem > 48 * 1024 && configured == 0) {
     int optin = 0;

@@ -13,7 +13,7 @@ namespace {
 // Same element code, absmax, scale and code rules as row_kernel's quant_row_store: bit-identical.
 constexpr int kRegChunks = 5;
 
-template <class T, bool LIFT, bool FP8>
+template <class T, bool LIFT, bool FP8, bool EXACT>
 __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
   extern __shared__ __align__(16) unsigned char codes[];  // LIFT: the row's codes (nblk * m)
   __shared__ float red[32];
@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
   for (int k = 0; k < kRegChunks; ++k) {
     if ((tid + k * nt) * 8 < C) {
       Pack8<T> h;
-      silu_mul8<T>(pg[k].e, pu[k].e, h.e, &amax);
+      silu_mul8<T, EXACT>(pg[k].e, pu[k].e, h.e, &amax);
       pg[k] = h;
     }
   }
@@ -74,32 +74,38 @@ __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
   }
 }
 
-template <class T, bool LIFT, bool FP8>
+template <class T, bool LIFT, bool FP8, bool EXACT>
 Status launch_reg_t(const RowArgs& a, int64_t grid, cudaStream_t stream) {
   const int64_t chunks = a.C / 8;
   const int threads = static_cast<int>(
       std::max<int64_t>(64, ((chunks + kRegChunks - 1) / kRegChunks + 31) / 32 * 32));
   // C <= 20480 (the caller's bound): at most 20.1 KiB, no opt-in above 48 KiB needed.
   const size_t smem = LIFT ? (static_cast<size_t>(a.C) + 47) & ~size_t{15} : 0;
-  auto kernel = silu_quant_reg_kernel<T, LIFT, FP8>;
+  auto kernel = silu_quant_reg_kernel<T, LIFT, FP8, EXACT>;
   kernel<<<static_cast<unsigned>(grid), threads, smem, stream>>>(a);
   SS_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }
 
-template <class T>
-Status launch_reg(const RowArgs& a, int mode, bool fp8, int64_t grid, cudaStream_t stream) {
+template <class T, bool EXACT>
+Status launch_reg_m(const RowArgs& a, int mode, bool fp8, int64_t grid, cudaStream_t stream) {
   if (mode == kRowQuantLift)
-    return fp8 ? launch_reg_t<T, true, true>(a, grid, stream)
-               : launch_reg_t<T, true, false>(a, grid, stream);
-  return fp8 ? launch_reg_t<T, false, true>(a, grid, stream)
-             : launch_reg_t<T, false, false>(a, grid, stream);
+    return fp8 ? launch_reg_t<T, true, true, EXACT>(a, grid, stream)
+               : launch_reg_t<T, true, false, EXACT>(a, grid, stream);
+  return fp8 ? launch_reg_t<T, false, true, EXACT>(a, grid, stream)
+             : launch_reg_t<T, false, false, EXACT>(a, grid, stream);
+}
+template <class T>
+Status launch_reg(const RowArgs& a, int mode, bool fp8, int64_t grid, cudaStream_t stream,
+                  SiluMath math) {
+  return math == SiluMath::kExact ? launch_reg_m<T, true>(a, mode, fp8, grid, stream)
+                                  : launch_reg_m<T, false>(a, mode, fp8, grid, stream);
 }
 
 }  // namespace
 
 Status launch_silu_mul_prologue(DType t, const void* gu, int64_t ld, int64_t M, int64_t F,
-                                const InputSlot& slot, cudaStream_t stream) {
+                                const InputSlot& slot, cudaStream_t stream, SiluMath math) {
   const std::string op = "silu_mul_prologue";
   SS_RETURN_IF_ERROR(check_16bit(op, t));
   if (M < 0 || F <= 0 || ld < 2 * F || M > 0x7fffffff || F > 0x3fffffff)
@@ -118,10 +124,12 @@ Status launch_silu_mul_prologue(DType t, const void* gu, int64_t ld, int64_t M, 
   // Register-resident rows for W8A8 slots up to 512 threads x kRegChunks x 8 = 20480 columns.
   if (a.vec && mode != kRowLift && F <= 512 * kRegChunks * 8) {
     if (slot.M_pad == 0) return Status::Ok();
-    return t == DType::kBF16 ? launch_reg<__nv_bfloat16>(a, mode, fp8, slot.M_pad, stream)
-                             : launch_reg<__half>(a, mode, fp8, slot.M_pad, stream);
+    return t == DType::kBF16 ? launch_reg<__nv_bfloat16>(a, mode, fp8, slot.M_pad, stream, math)
+                             : launch_reg<__half>(a, mode, fp8, slot.M_pad, stream, math);
   }
-  return launch_row_slot<kOpSiluMul>(t, a, mode, fp8, slot.M_pad, stream);
+  return math == SiluMath::kExact
+             ? launch_row_slot<kOpSiluMulExact>(t, a, mode, fp8, slot.M_pad, stream)
+             : launch_row_slot<kOpSiluMul>(t, a, mode, fp8, slot.M_pad, stream);
 }
 
 }  // namespace slidesparse::cuda::kernels
