@@ -89,15 +89,17 @@ __device__ __forceinline__ float silu_t_unrounded(float g) {
 // rounding of its argument <= 2^-17.5 at |g| <= 88, rcp.approx 1 ulp), far under T's half ulp
 // (bf16 2^-9, fp16 2^-11): T(y) is the reference's T(silu(g)) or, when silu(g) lies within 2^-17
 // of a rounding boundary of T, its neighbour -- at most 1 ulp of T apart (engine_kernels_test
-// checks every finite 16-bit input). The reciprocal is taken of d / 4 and the product scaled back
-// by 1/4 (both exact) so that d up to inf works: rcp.approx flushes 1/d to 0 for d > 2^126 (the
-// reference's quotient is still a normal number there). Edges as exact::silu_f32: exp(-g) flushes
-// to 0 (y = g) for large g, is inf for g < -88.7 (y = -0), NaN and -inf give NaN.
+// checks every finite 16-bit input). The reciprocal is taken of d / 4 and scaled back by 1/4 (both
+// exact but for a subnormal 1/d, which keeps >= 21 bits) so that d up to inf works: rcp.approx
+// flushes 1/d to 0 for d > 2^126, where the reference's quotient is still a normal number. The
+// scaling goes on 4/d, not on g * 4/d, which would overflow for g >= 2^126 (bf16 has such inputs).
+// Edges as exact::silu_f32: exp(-g) flushes to 0 (y = g) for large g, is inf for g < -88.7
+// (y = -0), NaN and -inf give NaN.
 __device__ __forceinline__ float silu_fast(float g) {
   float e, r;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(__fmul_rn(g, -1.44269504f)));
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(__fmul_rn(__fadd_rn(1.0f, e), 0.25f)));
-  return __fmul_rn(__fmul_rn(g, r), 0.25f);
+  return __fmul_rn(g, __fmul_rn(r, 0.25f));
 }
 
 // silu(g) before the rounding to T: the exact variant's result or the fast one's.
