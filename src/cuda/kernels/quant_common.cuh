@@ -48,23 +48,9 @@ __device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
 // is not within 2^-14 of a rounding boundary and |k| <= 127 (no clamp needed; always true for a
 // row's own scale, |y| <= 127.01). Otherwise -- beyond 2^22 y is a multiple of 0.5 and k is y or
 // fails a test; NaN and inf fail both -- the exact path decides (it clamps).
-constexpr float kI8Shift = 12582912.0f;  // S = 1.5 * 2^23
-// t = y + S; *fast &= the test above; the code is t's low byte when it passes.
-__device__ __forceinline__ uint32_t i8_shift_fast(float y, bool* fast) {
-  const float t = __fadd_rn(y, kI8Shift);
-  const float k = __fadd_rn(t, -kI8Shift);
-  *fast &= fabsf(y - k) < 0.5f - 1.0f / 16384.0f && fabsf(k) <= 127.0f;  // y - k is exact
-  return __float_as_uint(t);
-}
 // e4m3: in its normal range (|y| >= 2^-6) the boundaries are the fp32 values whose 20 mantissa
 // bits below e4m3's 3 are 0x80000; the two differ by <= 2.5 fp32 ulps; margin 64 ulps. Smaller
 // |y| (e4m3 subnormals), NaN, inf: exact path. Saturation (448 .. 512) has no boundary.
-// *fast &= y is in e4m3's normal range and not within the margin of a boundary.
-__device__ __forceinline__ void e4m3_fast_test(float y, bool* fast) {
-  const float a = fabsf(y);  // inf (inv overflowed for a subnormal scale): exact path
-  *fast &=
-      a >= 0.015625f && a <= 512.0f && (__float_as_uint(y) & 0xFFFFFu) - (0x80000u - 64u) > 128u;
-}
 
 // Block-wide max of non-negative floats (blockDim.x a multiple of 32, <= 1024).
 __device__ __forceinline__ float block_max(float v, float* red) {
@@ -86,24 +72,40 @@ template <class TIn, bool FP8>
 __device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
   uint32_t w[2];
   bool fast = true;
+  if constexpr (FP8) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float y[4];
+    for (int h = 0; h < 2; ++h) {
+      uint32_t pair[2];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) y[i] = __fmul_rn(to_f32(e[4 * h + i]), inv);
-    if constexpr (FP8) {
+      for (int i = 0; i < 4; i += 2) {
+        float2 y;
+        y.x = __fmul_rn(to_f32(e[4 * h + i]), inv);
+        y.y = __fmul_rn(to_f32(e[4 * h + i + 1]), inv);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) e4m3_fast_test(y[i], &fast);
-      const uint32_t lo =
-          __nv_cvt_float2_to_fp8x2(make_float2(y[0], y[1]), __NV_SATFINITE, __NV_E4M3);
-      const uint32_t hi =
-          __nv_cvt_float2_to_fp8x2(make_float2(y[2], y[3]), __NV_SATFINITE, __NV_E4M3);
-      w[h] = lo | (hi << 16);
-    } else {
-      uint32_t t[4];
+        for (int j = 0; j < 2; ++j) {
+          const float v = j ? y.y : y.x;
+          const float a = fabsf(v);
+          fast &= a >= 0.015625f && a <= 512.0f &&
+                  (__float_as_uint(v) & 0xFFFFFu) - (0x80000u - 64u) > 128u;
+        }
+        pair[i / 2] = __nv_cvt_float2_to_fp8x2(y, __NV_SATFINITE, __NV_E4M3);
+      }
+      w[h] = pair[0] | (pair[1] << 16);
+    }
+  } else {
+    constexpr float kShift = 12582912.0f;  // S = 1.5 * 2^23, see above
 #pragma unroll
-      for (int i = 0; i < 4; ++i) t[i] = i8_shift_fast(y[i], &fast);
-      w[h] = __byte_perm(__byte_perm(t[0], t[1], 0x0040), __byte_perm(t[2], t[3], 0x0040), 0x5410);
+    for (int h = 0; h < 2; ++h) {
+      uint32_t b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float y = __fmul_rn(to_f32(e[4 * h + i]), inv);
+        const float t = __fadd_rn(y, kShift);
+        const float k = __fadd_rn(t, -kShift);
+        fast &= fabsf(y - k) < 0.5f - 1.0f / 16384.0f && fabsf(k) <= 127.0f;
+        b[i] = __float_as_uint(t);
+      }
+      w[h] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
     }
   }
   if (!fast) {
