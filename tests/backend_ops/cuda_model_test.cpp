@@ -536,6 +536,25 @@ TEST(CudaModel, SyntheticModelsRunAndAreDeterministic) {
   }
 }
 
+// Rows 0..rows-1 of the [rows, V] logits of two variants of one model (a = the reference): per row
+// max|b - a| <= tol * max|a|, and the same greedy token where a's top two are more than
+// gap * max|a| apart; stops after the first row whose tokens differ (later rows decode other
+// inputs). Returns the worst max|b - a| / max|a|.
+float compare_logit_rows(const std::vector<float>& a, const std::vector<float>& b,
+                         const std::vector<int32_t>& ta, const std::vector<int32_t>& tb, int rows,
+                         int64_t V, float tol, float gap, const char* label) {
+  float worst = 0;
+  for (int r = 0; r < rows; ++r) {
+    const std::vector<float> ref(a.begin() + r * V, a.begin() + (r + 1) * V);
+    const float scale = max_abs(ref), err = max_diff(b.data() + r * V, ref.data(), V);
+    worst = std::max(worst, err / scale);
+    EXPECT_LE(err, tol * scale) << label << " " << r;
+    if (top2_gap(ref) > gap * scale) EXPECT_EQ(tb[r], ta[r]) << label << " " << r;
+    if (tb[r] != ta[r]) break;
+  }
+  return worst;
+}
+
 // The engine with the wgmma prefill attention (auto on sm_90 from 1024 attended keys) against the
 // same model forced onto the mma.sync kernel: a synthetic Llama3.2-1B (hd 64, 16 layers, bf16)
 // prefilling one 1100-token prompt and decoding 2 tokens. Both kernels approximate exact
@@ -573,15 +592,8 @@ TEST(CudaModel, WgmmaPrefillAttentionMatchesMmaEndToEnd) {
     tokens.push_back(tk);
   }
   const int64_t V = static_cast<int64_t>(logits[0].size() / 3);
-  float worst = 0;
-  for (int i = 0; i < 3; ++i) {
-    const std::vector<float> ref(logits[0].begin() + i * V, logits[0].begin() + (i + 1) * V);
-    const float scale = max_abs(ref), err = max_diff(logits[1].data() + i * V, ref.data(), V);
-    worst = std::max(worst, err / scale);
-    EXPECT_LE(err, 0.05f * scale) << "step " << i;
-    if (top2_gap(ref) > 0.1f * scale) EXPECT_EQ(tokens[1][i], tokens[0][i]) << "step " << i;
-    if (tokens[1][i] != tokens[0][i]) break;  // later steps decode different tokens
-  }
+  const float worst =
+      compare_logit_rows(logits[0], logits[1], tokens[0], tokens[1], 3, V, 0.05f, 0.1f, "step");
   std::printf("[wgmma] llama3.2-1b bf16, 1100-token prompt: max|wgmma-mma|/max|logit| = %.4f\n",
               worst);
 }
@@ -624,15 +636,8 @@ TEST(CudaModel, FastSwigluMatchesExactEndToEnd) {
       logits.push_back(std::move(lg));
       tokens.push_back(tk);
     }
-    float worst = 0;
-    for (int r = 0; r < 2 * 4; ++r) {  // (step, sequence) rows
-      const std::vector<float> ref(logits[0].begin() + r * V, logits[0].begin() + (r + 1) * V);
-      const float scale = max_abs(ref), err = max_diff(logits[1].data() + r * V, ref.data(), V);
-      worst = std::max(worst, err / scale);
-      EXPECT_LE(err, 0.02f * scale) << "row " << r;
-      if (top2_gap(ref) > 0.04f * scale) EXPECT_EQ(tokens[1][r], tokens[0][r]) << "row " << r;
-      if (tokens[1][r] != tokens[0][r]) break;  // later steps decode different tokens
-    }
+    const float worst = compare_logit_rows(logits[0], logits[1], tokens[0], tokens[1], 2 * 4, V,
+                                           0.02f, 0.04f, "(step, sequence) row");
     std::printf("[swiglu] %s %s %s: max|fast-exact|/max|logit| = %.5f\n", c.arch, c.pattern,
                 quant_mode_name(c.q), worst);
   }
