@@ -139,6 +139,8 @@ fi
 #   longprompt M = 16384 as one 16384-token prompt, int8/bf16 dense/2:4/6:8 --profile, with
 #             SLIDESPARSE_PREFILL_ATTENTION=mma128 and the default (wgmma on the H100)      ~3 min
 #   enginebw  engine_kernels_test's Bandwidth (norm / SwiGLU prologues, both SwiGLU maths) ~20 s
+#   ab        like swiglu for any engine switch: E2E_AB_VAR (e.g. SLIDESPARSE_PREFILL_ROPE) set to
+#             each word of E2E_AB_RUNS in turn (not in the default list)          per run ~6 L + ~15 s
 #   ncu       Nsight Compute --set full of single launches of Bandwidth's kernels (E2E_NCU; not in
 #             the default list; logs in e2e_work.tar.gz)                          ~20 s per kernel
 #   swiglu    M = 16384 --profile, E2E_QUANTS x E2E_PATTERNS, one run per word of E2E_SWIGLU_RUNS
@@ -245,6 +247,16 @@ if [ "$MODE" = e2e ]; then
         --pattern "$PATS" --quant "$QUANTS" --M 16384 --reps 2 --profile \
         --out "$E/swiglu_${math}_$n" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
       grep -E "^$ARCH " "$LOGDIR/e2e_swiglu_${math}_$n.log" | tee -a "$SUMMARY"
+    done
+  fi
+  if has ab; then  # one engine switch A/B in one binary: E2E_AB_VAR=each of E2E_AB_RUNS, --profile
+    for val in ${E2E_AB_RUNS:?E2E_AB_RUNS}; do
+      n=$((${n:-0} + 1))
+      part "bench e2e $ARCH prefill M=16384 --profile $E2E_AB_VAR=$val (run $n)" "e2e_ab_${val}_$n.log" \
+        env "$E2E_AB_VAR=$val" "$CLI" bench e2e --arch "$ARCH" --mode prefill \
+        --pattern "$PATS" --quant "$QUANTS" --M 16384 --reps 2 --profile \
+        --out "$E/ab_${val}_$n" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+      grep -E "^$ARCH " "$LOGDIR/e2e_ab_${val}_$n.log" | tee -a "$SUMMARY"
     done
   fi
   if has hfcmp; then
