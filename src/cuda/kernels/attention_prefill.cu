@@ -47,24 +47,18 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int 
   cp_async_tile<HD, ROWS, kThreads, HD + 8>(dst, src, ld, valid, safe, tid);
 }
 
-// load_tile for the query tile with RoPE (rope_cs: launch_rope_table's table): each thread's
-// granules (chunk tid % (HD/8) of every kThreads/(HD/8)-th row, as cp_async_tile) are loaded,
-// rotated with their partner granule (rope8: lane ^ HD/16, same warp) and stored; all loads are
-// issued before the first rotation. Row r of the tile sits at position p0 + r.
+// load_tile for the query tile with RoPE (rope_cs: launch_rope_table's table; rope_q_rows): the
+// thread's chunk tid % (HD/8) of every kThreads/(HD/8)-th row, as cp_async_tile; row r of the
+// tile sits at position p0 + r.
 template <int HD, int ROWS, class T>
 __device__ __forceinline__ void load_tile_rope(T* dst, const T* src, int64_t ld, int valid,
                                                const T* rope_cs, int64_t p0, int tid) {
-  constexpr int kChunks = HD / 8, kRS = kThreads / kChunks, kSteps = ROWS / kRS;
+  constexpr int kChunks = HD / 8, kRS = kThreads / kChunks;
   static_assert(kThreads % kChunks == 0 && ROWS % kRS == 0, "whole rows per step");
   const int g = tid % kChunks, r = tid / kChunks;
-  uint4 v[kSteps];
-#pragma unroll
-  for (int k = 0; k < kSteps; ++k)
-    v[k] = load_q_rope<T, HD>(src + (r + k * kRS) * ld + g * 8, r + k * kRS < valid, g, rope_cs,
-                              p0 + r + k * kRS);
-#pragma unroll
-  for (int k = 0; k < kSteps; ++k)
-    *reinterpret_cast<uint4*>(dst + (r + k * kRS) * (HD + 8) + g * 8) = v[k];
+  T* d = dst + r * (HD + 8) + g * 8;
+  rope_q_rows<T, HD, ROWS / kRS>(src, ld, valid, g, r, kRS, rope_cs, p0,
+                                 [&](int k) { return d + k * kRS * (HD + 8); });
 }
 
 // Grid: x = q head, y = query block (heaviest first), z = sequence. q heads of one kv head are

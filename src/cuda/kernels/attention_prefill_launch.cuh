@@ -46,39 +46,46 @@ struct PrefillBlock {
 // The arithmetic of rope_kv, so the rotated row is bit-identical to the one rope_kv writes:
 // x' = T(T(x c) + T(-y s)) in the first half (x = x_i, y = x_{i+hd/2}), T(T(x c) + T(y s)) in the
 // second (x = x_{i+hd/2}, y = x_i).
+// (T(a), T(b)) packed into one word by one conversion instruction (cvt.rn.{bf16,f16}x2.f32), and
+// back to fp32.
 template <class T>
-__device__ __forceinline__ float rope_f32(T v) {
-  if constexpr (std::is_same_v<T, __half>)
-    return __half2float(v);
-  else
-    return __bfloat162float(v);
+__device__ __forceinline__ uint32_t rope_pack2(float a, float b) {
+  uint32_t w;
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 h = __floats2half2_rn(a, b);
+    w = *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    w = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  return w;
 }
 template <class T>
-__device__ __forceinline__ T rope_t(float v) {
+__device__ __forceinline__ float2 rope_unpack2(uint32_t w) {
   if constexpr (std::is_same_v<T, __half>)
-    return __float2half_rn(v);
+    return __half22float2(*reinterpret_cast<const __half2*>(&w));
   else
-    return __float2bfloat16_rn(v);
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w));
 }
+// One 16-byte granule: 8 elements, every rounding to T two per conversion.
 template <class T>
 __device__ __forceinline__ uint4 rope8(uint4 mine, uint4 other, bool first, uint4 cs_lo,
                                        uint4 cs_hi) {
-  const T* x = reinterpret_cast<const T*>(&mine);
-  const T* y = reinterpret_cast<const T*>(&other);
-  const T* lo = reinterpret_cast<const T*>(&cs_lo);
-  const T* hi = reinterpret_cast<const T*>(&cs_hi);
-  uint4 out;
-  T* o = reinterpret_cast<T*>(&out);
+  const uint32_t x[4] = {mine.x, mine.y, mine.z, mine.w},
+                 y[4] = {other.x, other.y, other.z, other.w};
+  const uint32_t cs[8] = {cs_lo.x, cs_lo.y, cs_lo.z, cs_lo.w, cs_hi.x, cs_hi.y, cs_hi.z, cs_hi.w};
+  const float sg = first ? -1.0f : 1.0f;
+  uint32_t o[4];
 #pragma unroll
-  for (int e = 0; e < 8; ++e) {
-    const float c = rope_f32(e < 4 ? lo[2 * e] : hi[2 * e - 8]);
-    const float s = rope_f32(e < 4 ? lo[2 * e + 1] : hi[2 * e - 7]);
-    const float yv = rope_f32(y[e]);
-    const float a = rope_f32(rope_t<T>(__fmul_rn(rope_f32(x[e]), c)));
-    const float b = rope_f32(rope_t<T>(__fmul_rn(first ? -yv : yv, s)));
-    o[e] = rope_t<T>(__fadd_rn(a, b));
+  for (int w = 0; w < 4; ++w) {  // elements 2w, 2w + 1
+    const float2 xv = rope_unpack2<T>(x[w]), yv = rope_unpack2<T>(y[w]);
+    const float2 p0 = rope_unpack2<T>(cs[2 * w]), p1 = rope_unpack2<T>(cs[2 * w + 1]);  // (c, s)
+    const float2 a = rope_unpack2<T>(rope_pack2<T>(__fmul_rn(xv.x, p0.x), __fmul_rn(xv.y, p1.x)));
+    const float2 b =
+        rope_unpack2<T>(rope_pack2<T>(__fmul_rn(sg * yv.x, p0.y), __fmul_rn(sg * yv.y, p1.y)));
+    o[w] = rope_pack2<T>(__fadd_rn(a.x, b.x), __fadd_rn(a.y, b.y));
   }
-  return out;
+  return make_uint4(o[0], o[1], o[2], o[3]);
 }
 __device__ __forceinline__ uint4 shfl_xor16(uint4 v, int mask) {
   v.x = __shfl_xor_sync(0xffffffffu, v.x, mask);
@@ -88,17 +95,39 @@ __device__ __forceinline__ uint4 shfl_xor16(uint4 v, int mask) {
   return v;
 }
 
-// Loads one row granule of q (zero for rows >= valid) and rotates it: the part of rope8 every
-// loader shares. p: the row's position, g: its granule, HD: head dim.
-template <class T, int HD>
-__device__ __forceinline__ uint4 load_q_rope(const T* src, bool ok, int g, const T* cs, int64_t p) {
-  constexpr int kHalfG = HD / 16;  // granules per half head
+// The query tile's loader with RoPE, shared by both kernels: this thread's granule g (of HD / 8
+// per row) of rows r0 + k * rstep, k < STEPS, each loaded (zero for rows >= valid) with its 8
+// (cos, sin) pairs at position p0 + row, then rotated with the partner granule g ^ (HD / 16) of the
+// same row (another lane of the warp, fetched by a shuffle: every lane runs every step) and stored
+// at dst(k) (a shared-memory address). Loads go out in batches of up to 8 steps before the
+// rotations.
+template <class T, int HD, int STEPS, class DstFn>
+__device__ __forceinline__ void rope_q_rows(const T* src, int64_t ld, int valid, int g, int r0,
+                                            int rstep, const T* cs, int64_t p0, DstFn dst) {
+  constexpr int kHalfG = HD / 16, kBatch = STEPS < 8 ? STEPS : 8;
+  static_assert(STEPS % kBatch == 0, "whole batches");
   const uint4 zero = make_uint4(0, 0, 0, 0);
-  const uint4 v = ok ? __ldg(reinterpret_cast<const uint4*>(src)) : zero;
-  const uint4* c = reinterpret_cast<const uint4*>(cs + (p * (HD / 2) + (g % kHalfG) * 8) * 2);
-  const uint4 c0 = ok ? __ldg(c) : zero, c1 = ok ? __ldg(c + 1) : zero;
-  const uint4 other = shfl_xor16(v, kHalfG);  // every lane: the shuffle needs the whole warp
-  return ok ? rope8<T>(v, other, g < kHalfG, c0, c1) : zero;
+#pragma unroll
+  for (int k0 = 0; k0 < STEPS; k0 += kBatch) {
+    uint4 v[kBatch], c0[kBatch], c1[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int r = r0 + (k0 + b) * rstep;
+      const bool ok = r < valid;
+      const uint4* c =
+          reinterpret_cast<const uint4*>(cs + ((p0 + r) * (HD / 2) + (g % kHalfG) * 8) * 2);
+      v[b] = ok ? __ldg(reinterpret_cast<const uint4*>(src + r * ld + g * 8)) : zero;
+      c0[b] = ok ? __ldg(c) : zero;
+      c1[b] = ok ? __ldg(c + 1) : zero;
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const uint4 other = shfl_xor16(v[b], kHalfG);
+      const bool ok = r0 + (k0 + b) * rstep < valid;
+      *reinterpret_cast<uint4*>(dst(k0 + b)) =
+          ok ? rope8<T>(v[b], other, g < kHalfG, c0[b], c1[b]) : zero;
+    }
+  }
 }
 
 template <class T>

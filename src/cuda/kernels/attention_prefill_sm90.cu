@@ -57,25 +57,18 @@ __device__ __forceinline__ void load_rows(unsigned char* dst, const T* src, int6
   }
 }
 
-// load_rows for the query tile with RoPE (rope_cs: launch_rope_table's table): every granule is
-// loaded, rotated with its partner granule (rope8: lane ^ HD/16, same warp) and stored with
-// st.shared; the loads of all steps are issued before the first rotation. Row r of the tile sits at
-// position p0 + r.
+// load_rows for the query tile with RoPE (rope_cs: launch_rope_table's table; rope_q_rows): row
+// r of the tile sits at position p0 + r.
 template <int HD, int NROWS, class T>
 __device__ __forceinline__ void load_rows_rope(unsigned char* dst, const T* src, int64_t ld,
                                                int valid, int r_lo, int tid, const T* rope_cs,
                                                int64_t p0) {
-  constexpr int kGran = HD / 8, kRS = 128 / kGran, kSteps = NROWS / kRS;
+  constexpr int kGran = HD / 8, kRS = 128 / kGran;
   static_assert(kRS % 8 == 0 && NROWS % kRS == 0, "rows per step keep the swizzle phase");
   const int g = tid % kGran, r = r_lo + tid / kGran;
-  uint4 v[kSteps];
-#pragma unroll
-  for (int k = 0; k < kSteps; ++k)
-    v[k] = load_q_rope<T, HD>(src + (r + k * kRS) * ld + g * 8, r + k * kRS < valid, g, rope_cs,
-                              p0 + r + k * kRS);
   unsigned char* d = dst + sm90::swz_offset(r, g, kBc);
-#pragma unroll
-  for (int k = 0; k < kSteps; ++k) *reinterpret_cast<uint4*>(d + k * kRS * 128) = v[k];
+  rope_q_rows<T, HD, NROWS / kRS>(src, ld, valid, g, r, kRS, rope_cs, p0,
+                                  [&](int k) { return d + k * kRS * 128; });
 }
 
 template <class T, int HD>
