@@ -221,24 +221,6 @@ if [ "$MODE" = e2e ]; then
       --gtest_also_run_disabled_tests --gtest_filter='*Bandwidth*'
     grep -E 'GB/s|fused saves' "$LOGDIR/engine_bw.log" | tee -a "$SUMMARY"
   fi
-  if has ncu; then  # Nsight Compute (--set full, real clocks) of single launches of Bandwidth's kernels
-    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-    # E2E_NCU: space-separated NAME=REGEX@SKIP (REGEX on mangled names; SKIP = launches of the
-    # matching kernel before the profiled one: median_us runs 3 warm-up + 20 timed per case).
-    # Defaults: the W8A8 norm without / with the add (int8 dense: the no-add case follows the add
-    # one's 23 launches), the fast SwiGLU prologues int8 and fp8 dense (row_kernel<bf16, OP, OUT, FP8>).
-    for spec in ${E2E_NCU:-norm_noadd_int8=row_kernelI13__nv_bfloat16Li0ELi1ELb0E@26 \
-        norm_add_int8=row_kernelI13__nv_bfloat16Li0ELi1ELb0E@5 \
-        silu_fast_int8=row_kernelI13__nv_bfloat16Li1ELi1ELb0E@5 \
-        silu_fast_fp8=row_kernelI13__nv_bfloat16Li1ELi1ELb1E@5}; do
-      nm=${spec%%=*} rx=${spec#*=}
-      part "ncu $nm" "ncu_$nm.log" "$NCU" --set full --clock-control none --kernel-name-base mangled \
-        -k "regex:${rx%@*}" --launch-skip "${rx##*@}" --launch-count 1 "$B/bin/engine_kernels_test" \
-        --gtest_also_run_disabled_tests --gtest_filter='*Bandwidth*'
-      grep -E 'Duration|DRAM Throughput|Compute \(SM\) Throughput|Issue Slots Busy|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|No Eligible|One or More Eligible' \
-        "$LOGDIR/ncu_$nm.log" | sed 's/^ */  /' | tee -a "$SUMMARY"
-    done
-  fi
   if has swiglu; then  # SLIDESPARSE_SWIGLU=exact vs the default fast SwiGLU, same binary, --profile
     for math in ${E2E_SWIGLU_RUNS:-exact fast fast exact}; do
       n=$((${n:-0} + 1))
@@ -257,6 +239,24 @@ if [ "$MODE" = e2e ]; then
         --pattern "$PATS" --quant "$QUANTS" --M 16384 --reps 2 --profile \
         --out "$E/ab_${val}_$n" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
       grep -E "^$ARCH " "$LOGDIR/e2e_ab_${val}_$n.log" | tee -a "$SUMMARY"
+    done
+  fi
+  if has ncu; then  # Nsight Compute (--set full, real clocks) of single launches of Bandwidth's kernels
+    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+    # E2E_NCU: space-separated NAME=REGEX@SKIP (REGEX on mangled names; SKIP = launches of the
+    # matching kernel before the profiled one: median_us runs 3 warm-up + 20 timed per case).
+    # Defaults: the W8A8 norm without / with the add (int8 dense: the no-add case follows the add
+    # one's 23 launches), the fast SwiGLU prologues int8 and fp8 dense (row_kernel<bf16, OP, OUT, FP8>).
+    for spec in ${E2E_NCU:-norm_noadd_int8=row_kernelI13__nv_bfloat16Li0ELi1ELb0E@26 \
+        norm_add_int8=row_kernelI13__nv_bfloat16Li0ELi1ELb0E@5 \
+        silu_fast_int8=row_kernelI13__nv_bfloat16Li1ELi1ELb0E@5 \
+        silu_fast_fp8=row_kernelI13__nv_bfloat16Li1ELi1ELb1E@5}; do
+      nm=${spec%%=*} rx=${spec#*=}
+      part "ncu $nm" "ncu_$nm.log" "$NCU" --set full --clock-control none --kernel-name-base mangled \
+        -k "regex:${rx%@*}" --launch-skip "${rx##*@}" --launch-count 1 "$B/bin/engine_kernels_test" \
+        --gtest_also_run_disabled_tests --gtest_filter='*Bandwidth*'
+      grep -E 'Duration|DRAM Throughput|Compute \(SM\) Throughput|Issue Slots Busy|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|No Eligible|One or More Eligible' \
+        "$LOGDIR/ncu_$nm.log" | sed 's/^ */  /' | tee -a "$SUMMARY"
     done
   fi
   if has hfcmp; then
