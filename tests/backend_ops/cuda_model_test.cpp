@@ -28,7 +28,6 @@
 #include <vector>
 
 #include "backend_ops/gpu_test_util.h"
-#include "cuda/cuda_check.h"
 #include "slidesparse/checkpoint.h"
 #include "slidesparse/cuda_model.h"
 #include "slidesparse/model.h"
@@ -644,58 +643,6 @@ TEST(CudaModel, FastSwigluMatchesExactEndToEnd) {
   }
 }
 
-// Prefill's RoPE of q inside the attention kernel (the default) against rope_kv rotating q in place
-// (SLIDESPARSE_PREFILL_ROPE=rope_kv): the same values by construction, so the logits and tokens of
-// a batched prefill (2 x 11 tokens) and 3 decode steps are identical, for each prefill kernel the
-// device runs (mma.sync; wgmma forced on sm_90), W8A8 6:8 and bf16 dense.
-TEST(CudaModel, RopeInAttentionMatchesRopeKv) {
-  SS_SKIP_WITHOUT_GPU();
-  int sm = 0;
-  SS_ASSERT_OK(cuda::check_device(&sm));
-  struct Case {
-    const char* arch;
-    const char* pattern;
-    QuantMode q;
-  };
-  for (const Case& c :
-       {Case{"tiny-qwen2", "6:8", QuantMode::kInt8}, Case{"tiny-llama", "hf", QuantMode::kNone}}) {
-    const std::string dir = checkpoint(c.arch, c.pattern, c.q);
-    for (const char* kernel : {"mma128", "wgmma"}) {
-      if (std::string(kernel) == "wgmma" && sm != 90) continue;
-      SCOPED_TRACE(std::string(c.arch) + " " + c.pattern + " " + quant_mode_name(c.q) + " " +
-                   kernel);
-      CudaModelOptions o;
-      o.max_batch = 2;
-      o.max_ctx = 32;
-      std::vector<std::vector<float>> logits;  // [rope][(step * 2 + seq) * V + v]
-      std::vector<std::vector<int32_t>> tokens;
-      for (const char* rope : {"rope_kv", "attention"}) {
-        ::setenv("SLIDESPARSE_PREFILL_ROPE", rope, 1);
-        ::setenv("SLIDESPARSE_PREFILL_ATTENTION", kernel, 1);
-        auto m = load_or_die(dir, o);
-        ::unsetenv("SLIDESPARSE_PREFILL_ROPE");
-        ::unsetenv("SLIDESPARSE_PREFILL_ATTENTION");
-        ASSERT_TRUE(m);
-        const int64_t V = m->config().vocab_size;
-        const std::vector<int32_t> ids = random_ids(2 * 11, V, 41);
-        std::vector<float> lg(static_cast<size_t>(4 * 2 * V));
-        std::vector<int32_t> tk(4 * 2);
-        SS_ASSERT_OK(m->prefill(ids.data(), 2, 11, lg.data(), tk.data()));
-        for (int i = 1; i < 4; ++i)
-          SS_ASSERT_OK(m->decode(&tk[(i - 1) * 2], 2, lg.data() + i * 2 * V, &tk[i * 2]));
-        logits.push_back(std::move(lg));
-        tokens.push_back(tk);
-      }
-      EXPECT_EQ(tokens[0], tokens[1]);
-      size_t differ = 0;
-      for (size_t i = 0; i < logits[0].size(); ++i)
-        differ += !(logits[0][i] == logits[1][i] ||
-                    (std::isnan(logits[0][i]) && std::isnan(logits[1][i])));
-      EXPECT_EQ(differ, 0u) << "logits differ (of " << logits[0].size() << ")";
-    }
-  }
-}
-
 TEST(CudaModel, BadInputsAreOneLineErrors) {
   SS_SKIP_WITHOUT_GPU();
   const std::string dir = checkpoint("tiny-llama", "6:8", QuantMode::kNone);
@@ -740,9 +687,6 @@ TEST(CudaModel, BadInputsAreOneLineErrors) {
   ::setenv("SLIDESPARSE_SWIGLU", "approx", 1);  // not fast or exact
   expect_err(CudaModel::load(dir, o).status(), "SLIDESPARSE_SWIGLU: SwiGLU math 'approx'");
   ::unsetenv("SLIDESPARSE_SWIGLU");
-  ::setenv("SLIDESPARSE_PREFILL_ROPE", "gemm", 1);  // not attention or rope_kv
-  expect_err(CudaModel::load(dir, o).status(), "SLIDESPARSE_PREFILL_ROPE: 'gemm'");
-  ::unsetenv("SLIDESPARSE_PREFILL_ROPE");
   SyntheticModelSpec spec;
   spec.arch = "gpt2";
   expect_err(CudaModel::synthetic(spec, o).status(), "gpt2");

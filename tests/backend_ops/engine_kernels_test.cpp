@@ -300,28 +300,6 @@ TEST(EngineKernels, RopeKvBitExact) {
       expect_same16(to_host<uint16_t>(dq, M * ld), want, ld, "qkv (q rotated in place)");
       expect_same16(to_host<uint16_t>(dk, cache_elems), kc, kvw, "k_cache");
       expect_same16(to_host<uint16_t>(dv, cache_elems), vc, kvw, "v_cache");
-      // rotate_q = false (the prefill attention rotates q): the same caches, q untouched.
-      auto dq2 = to_device(qkv.raw);
-      auto dk2 = poisoned(cache_elems * 2), dv2 = poisoned(cache_elems * 2);
-      SS_ASSERT_OK(k::launch_rope_kv(t, dq2.get(), ld, M, H, KV, hd, dp.as<int32_t>(),
-                                     ds.as<int32_t>(), df.as<float>(), dk2.get(), dv2.get(),
-                                     max_ctx, nullptr, /*rotate_q=*/false));
-      expect_same16(to_host<uint16_t>(dq2, M * ld), qkv.raw, ld, "qkv (rotate_q = false)");
-      expect_same16(to_host<uint16_t>(dk2, cache_elems), kc, kvw, "k_cache (rotate_q = false)");
-      expect_same16(to_host<uint16_t>(dv2, cache_elems), vc, kvw, "v_cache (rotate_q = false)");
-      // The cos/sin table of every position up to 40 (launch_rope_table) against the same rule.
-      const int64_t n_pos = 41;
-      auto dt = poisoned(static_cast<size_t>(n_pos * hd * 2));
-      SS_ASSERT_OK(k::launch_rope_table(t, df.as<float>(), hd, n_pos, dt.get(), nullptr));
-      std::vector<uint16_t> tw(n_pos * hd);
-      for (int64_t p = 0; p < n_pos; ++p)
-        for (int64_t i = 0; i < half; ++i) {
-          const float ang = ex::fmul(static_cast<float>(p), inv_freq[i]);
-          tw[(p * half + i) * 2] = rnd(t, static_cast<float>(std::cos(static_cast<double>(ang))));
-          tw[(p * half + i) * 2 + 1] =
-              rnd(t, static_cast<float>(std::sin(static_cast<double>(ang))));
-        }
-      expect_same16(to_host<uint16_t>(dt, n_pos * hd), tw, hd, "rope table");
     }
 }
 
@@ -747,9 +725,7 @@ TEST(EngineKernels, LaunchersRejectBadArguments) {
   EXPECT_TRUE(bad(k::launch_rope_kv(DType::kBF16, p, 64, 1, 3, 2, 16, i32, i32, f32, p, p, 8,
                                     nullptr)));  // H % KV
   EXPECT_TRUE(bad(k::launch_rope_kv(DType::kBF16, p, 64, 1, 2, 1, 15, i32, i32, f32, p, p, 8,
-                                    nullptr)));                                  // odd hd
-  EXPECT_TRUE(bad(k::launch_rope_table(DType::kBF16, f32, 15, 8, p, nullptr)));  // odd hd
-  EXPECT_TRUE(bad(k::launch_rope_table(DType::kF32, f32, 16, 8, p, nullptr)));
+                                    nullptr)));  // odd hd
   EXPECT_TRUE(bad(k::launch_argmax(DType::kI8, p, 8, 1, 8, i32, nullptr)));
   EXPECT_TRUE(bad(k::launch_argmax(DType::kF32, p, 4, 1, 8, i32, nullptr)));  // ld < V
   InputSlot s;  // dense W16A16: no codes

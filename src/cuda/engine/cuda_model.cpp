@@ -331,16 +331,6 @@ class CudaModelImpl final : public CudaModel {
       Status st = kernels::prefill_kernel_parse(v, &m->attn_kernel_);
       if (!st.ok()) return invalid_argument("SLIDESPARSE_PREFILL_ATTENTION: " + st.message());
     }
-    // SLIDESPARSE_PREFILL_ROPE: where prefill rotates q -- "attention" (default: the attention
-    // kernel as it loads q, from a cos/sin table built at load) or "rope_kv" (in place, before it);
-    // the same values either way.
-    if (const char* v = std::getenv("SLIDESPARSE_PREFILL_ROPE"); v && *v) {
-      const std::string r = v;
-      if (r != "attention" && r != "rope_kv")
-        return invalid_argument("SLIDESPARSE_PREFILL_ROPE: '" + r +
-                                "' (expected attention or rope_kv)");
-      m->rope_in_attention_ = r == "attention";
-    }
     // SLIDESPARSE_SWIGLU: fast (default) or exact (bit-identical to the CPU reference's SiLU).
     if (const char* v = std::getenv("SLIDESPARSE_SWIGLU"); v && *v) {
       Status st = kernels::silu_math_parse(v, &m->silu_math_);
@@ -441,12 +431,6 @@ class CudaModelImpl final : public CudaModel {
     m->cache_len_.assign(static_cast<size_t>(m->max_batch_), 0);
     const std::vector<float> inv = rope_inv_freq(c);
     SS_RETURN_IF_ERROR(m->upload_f32(m->inv_freq_, inv));
-    if (m->rope_in_attention_) {  // cos/sin of every cache position: [max_ctx, hd/2, 2] T
-      SS_RETURN_IF_ERROR(m->rope_cs_.reserve(static_cast<size_t>(m->max_ctx_ * hd) * es));
-      SS_RETURN_IF_ERROR(kernels::launch_rope_table(m->T_, m->inv_freq_.as<float>(), hd,
-                                                    m->max_ctx_, m->rope_cs_.get(), m->stream_));
-      SS_CUDA_TRY(cudaStreamSynchronize(m->stream_));
-    }
     SS_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
     m->base_used_ = total_b - free_b;
     return m;
@@ -855,14 +839,10 @@ class CudaModelImpl final : public CudaModel {
       // projection added it already (and there is none before layer 0).
       SS_RETURN_IF_ERROR(norm_into(x_.get(), delta, Ly.attn_norm, M, Ly.lin[kQkv].get(), &fused));
       SS_RETURN_IF_ERROR(linear(kOpQkv, Ly.lin[kQkv].get(), fused, h_.get(), qkv_.get(), M));
-      // Prefill rotates q in the attention kernel (rope_q) unless SLIDESPARSE_PREFILL_ROPE says
-      // otherwise; decode in rope_kv (one row per sequence: nothing to save).
-      const bool q_in_attn = !decode && rope_in_attention_;
-      const kernels::RopeQ rope_q{q_in_attn ? rope_cs_.get() : nullptr, max_ctx_};
       SS_RETURN_IF_ERROR(timed(kOpRopeKv, [&] {
         return kernels::launch_rope_kv(T_, qkv_.get(), qkvN, M, H, KV, hd, pos_.as<int32_t>(),
                                        slot_.as<int32_t>(), inv_freq_.as<float>(), Ly.kc.get(),
-                                       Ly.vc.get(), max_ctx_, stream_, /*rotate_q=*/!q_in_attn);
+                                       Ly.vc.get(), max_ctx_, stream_);
       }));
       SS_RETURN_IF_ERROR(timed(kOpAttention, [&] {
         if (decode)
@@ -871,7 +851,7 @@ class CudaModelImpl final : public CudaModel {
               KV, hd, att_.get(), H * hd, attn_ws_.get(), attn_ws_bytes_, stream_);
         return kernels::launch_attention_prefill(T_, qkv_.get(), qkvN, Ly.kc.get(), Ly.vc.get(),
                                                  max_ctx_, S, L, 0, H, KV, hd, att_.get(), H * hd,
-                                                 stream_, attn_kernel_, rope_q);
+                                                 stream_, attn_kernel_);
       }));
       SS_RETURN_IF_ERROR(residual_linear(kOpO, Ly.lin[kO].get(), false, att_.get(), M, &delta));
       SS_RETURN_IF_ERROR(norm_into(x_.get(), delta, Ly.mlp_norm, M, Ly.lin[kGateUp].get(), &fused));
@@ -931,14 +911,12 @@ class CudaModelImpl final : public CudaModel {
   std::string tuning_note_;  // tuning_note(), set by finish_load
   kernels::PrefillKernel attn_kernel_ = kernels::PrefillKernel::kAuto;
   kernels::SiluMath silu_math_ = kernels::SiluMath::kFast;
-  bool rope_in_attention_ = true;  // SLIDESPARSE_PREFILL_ROPE
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;
   std::vector<Layer> layers_;
   std::unique_ptr<GpuLinear> lm_head_;
   DeviceBuffer embed_, final_norm_, inv_freq_;  // [V, C] T (untied), [C] T, [hd/2] fp32
-  DeviceBuffer rope_cs_;                        // [max_ctx, hd/2, 2] T: prefill's q RoPE table
   const void* embed_w_ = nullptr;               // the table: embed_ or the tied lm_head's weight
   DeviceBuffer x_, d_, h_;                      // [M, C] T: residual, delta, normed
   DeviceBuffer qkv_;                            // [M, (H + 2 KV) hd] T

@@ -35,20 +35,11 @@ const char* prefill_kernel_name(PrefillKernel k);
 // "auto" | "wgmma" | "mma128" | "mma64" (the engine reads SLIDESPARSE_PREFILL_ATTENTION with it).
 Status prefill_kernel_parse(const char* name, PrefillKernel* out);
 
-// RoPE of the queries on load (optional): cs = launch_rope_table's [n_pos, hd/2, 2] T table
-// (rope_kv.cuh; 16-byte aligned, pos0 + L <= n_pos). The kernels then rotate query row s*L+i
-// (position pos0+i) as they load it, bit-identically to rope_kv, which runs with rotate_q = false:
-// q is read once instead of rotated in place (read + write) and read again. q is not modified.
-struct RopeQ {
-  const void* cs = nullptr;
-  int64_t n_pos = 0;
-};
-
 Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
                                 const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
                                 int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
                                 int64_t ldo, cudaStream_t stream,
-                                PrefillKernel kernel = PrefillKernel::kAuto, RopeQ rope_q = {});
+                                PrefillKernel kernel = PrefillKernel::kAuto);
 
 // Scratch the decode launch needs (split-KV partial results), 0 if none; the caller allocates it
 // once for the largest B and max_ctx it will use.

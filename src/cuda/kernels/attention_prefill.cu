@@ -47,28 +47,13 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t ld, int 
   cp_async_tile<HD, ROWS, kThreads, HD + 8>(dst, src, ld, valid, safe, tid);
 }
 
-// load_tile for the query tile with RoPE (rope_cs: launch_rope_table's table; rope_q_rows): the
-// thread's chunk tid % (HD/8) of every kThreads/(HD/8)-th row, as cp_async_tile; row r of the
-// tile sits at position p0 + r.
-template <int HD, int ROWS, class T>
-__device__ __forceinline__ void load_tile_rope(T* dst, const T* src, int64_t ld, int valid,
-                                               const T* rope_cs, int64_t p0, int tid) {
-  constexpr int kChunks = HD / 8, kRS = kThreads / kChunks;
-  static_assert(kThreads % kChunks == 0 && ROWS % kRS == 0, "whole rows per step");
-  const int g = tid % kChunks, r = tid / kChunks;
-  T* d = dst + r * (HD + 8) + g * 8;
-  rope_q_rows<T, HD, ROWS / kRS>(src, ld, valid, g, r, kRS, rope_cs, p0,
-                                 [&](int k) { return d + k * kRS * (HD + 8); });
-}
-
 // Grid: x = q head, y = query block (heaviest first), z = sequence. q heads of one kv head are
 // neighbours in launch order, so their K/V tiles are read from L2 rather than DRAM.
 template <class T, int HD, int MT>
 __global__ void __launch_bounds__(kThreads, 2)
     prefill_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
                    const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0, int rep,
-                   int KV, T* __restrict__ out, int64_t ldo, float scale_log2,
-                   const T* __restrict__ rope_cs) {
+                   int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
   constexpr int kStride = Tile<HD, MT>::kStride, kBr = Tile<HD, MT>::kBr;
   constexpr int kWarpRows = Tile<HD, MT>::kWarpRows;
   constexpr int kDk = HD / 16;  // k-steps of Q K^T
@@ -84,13 +69,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t s = pb.s, kv_end = pb.kv_end, ldkv = pb.ldkv;
   const T *qg = pb.qg, *kg = pb.kg, *vg = pb.vg;
 
-  // Q with cp.async, or with RoPE through registers (after the first K/V tile is issued; the
-  // first wait + __syncthreads of the loop below publishes it either way).
-  if (!rope_cs) load_tile<HD, kBr>(sQ, qg, ldq, q_rows, qg, tid);
+  load_tile<HD, kBr>(sQ, qg, ldq, q_rows, qg, tid);
   load_tile<HD, kBc>(sK, kg, ldkv, static_cast<int>(min64(kBc, kv_end)), kg, tid);
   load_tile<HD, kBc>(sV, vg, ldkv, static_cast<int>(min64(kBc, kv_end)), vg, tid);
   cp_async_commit();
-  if (rope_cs) load_tile_rope<HD, kBr>(sQ, qg, ldq, q_rows, rope_cs, pos0 + i0, tid);
 
   float o[MT][HD / 8][4];
 #pragma unroll
@@ -238,43 +220,41 @@ __global__ void __launch_bounds__(kThreads, 2)
 template <class T, int HD, int MT>
 Status launch_tile(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                    int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
-                   void* out, int64_t ldo, const void* rope_cs, cudaStream_t stream) {
+                   void* out, int64_t ldo, cudaStream_t stream) {
   return launch_prefill_kernel<prefill_kernel<T, HD, MT>, T, HD>(
       Tile<HD, MT>::kBytes, Tile<HD, MT>::kBr, kThreads, q, ldq, k_cache, v_cache, max_ctx, S, L,
-      pos0, H, KV, out, ldo, rope_cs, stream);
+      pos0, H, KV, out, ldo, stream);
 }
 
 // rows_per_cta: 128 or 64.
 template <class T, int HD>
 Status launch_hd(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                  int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
-                 void* out, int64_t ldo, int rows_per_cta, const void* rope_cs,
-                 cudaStream_t stream) {
+                 void* out, int64_t ldo, int rows_per_cta, cudaStream_t stream) {
   if (rows_per_cta == 128)
     return launch_tile<T, HD, 2>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
-                                 rope_cs, stream);
+                                 stream);
   return launch_tile<T, HD, 1>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
-                               rope_cs, stream);
+                               stream);
 }
 
 template <class T>
 Status launch_t(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                 int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
-                int64_t hd, void* out, int64_t ldo, int rows, const void* rope_cs,
-                cudaStream_t stream) {
+                int64_t hd, void* out, int64_t ldo, int rows, cudaStream_t stream) {
   switch (hd) {
     case 16:
       return launch_hd<T, 16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
-                              rope_cs, stream);
+                              stream);
     case 32:
       return launch_hd<T, 32>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
-                              rope_cs, stream);
+                              stream);
     case 64:
       return launch_hd<T, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
-                              rope_cs, stream);
+                              stream);
     default:
       return launch_hd<T, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo, rows,
-                               rope_cs, stream);
+                               stream);
   }
 }
 
@@ -287,8 +267,7 @@ bool aligned16(const void* p) {
 Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,
                                 const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
                                 int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
-                                int64_t ldo, cudaStream_t stream, PrefillKernel kernel,
-                                RopeQ rope_q) {
+                                int64_t ldo, cudaStream_t stream, PrefillKernel kernel) {
   const std::string what = "attention_prefill: ";
   if (t != DType::kBF16 && t != DType::kF16)
     return unsupported(what + "dtype " + dtype_name(t) + " not supported (expected BF16 or F16)");
@@ -319,15 +298,10 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   // and keep the mma.sync kernel.
   if (kernel == PrefillKernel::kAuto && wgmma_ok && pos0 + L >= kWgmmaMinKeys)
     kernel = PrefillKernel::kWgmma;
-  if (rope_q.cs && (pos0 + L > rope_q.n_pos || !aligned16(rope_q.cs)))
-    return invalid_argument(what + "the RoPE table holds " + std::to_string(rope_q.n_pos) +
-                            " positions (16-byte aligned), the queries reach position " +
-                            std::to_string(pos0 + L - 1));
   if (S == 0 || L == 0) return Status::Ok();
-  const void* rcs = rope_q.cs;
   if (kernel == PrefillKernel::kWgmma)
     return launch_attention_prefill_sm90(t, q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
-                                         hd, out, ldo, rcs, stream);
+                                         hd, out, ldo, stream);
   int rows_per_cta = kernel == PrefillKernel::kMma64 ? 64 : 128;
   if (kernel == PrefillKernel::kAuto) {  // 128 rows where the shared memory per block allows
     int optin = 0;
@@ -340,9 +314,9 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   }
   if (t == DType::kBF16)
     return launch_t<__nv_bfloat16>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out,
-                                   ldo, rows_per_cta, rcs, stream);
+                                   ldo, rows_per_cta, stream);
   return launch_t<__half>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, hd, out, ldo,
-                          rows_per_cta, rcs, stream);
+                          rows_per_cta, stream);
 }
 
 Status prefill_kernel_parse(const char* name, PrefillKernel* out) {

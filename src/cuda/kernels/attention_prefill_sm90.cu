@@ -57,20 +57,6 @@ __device__ __forceinline__ void load_rows(unsigned char* dst, const T* src, int6
   }
 }
 
-// load_rows for the query tile with RoPE (rope_cs: launch_rope_table's table; rope_q_rows): row
-// r of the tile sits at position p0 + r.
-template <int HD, int NROWS, class T>
-__device__ __forceinline__ void load_rows_rope(unsigned char* dst, const T* src, int64_t ld,
-                                               int valid, int r_lo, int tid, const T* rope_cs,
-                                               int64_t p0) {
-  constexpr int kGran = HD / 8, kRS = 128 / kGran;
-  static_assert(kRS % 8 == 0 && NROWS % kRS == 0, "rows per step keep the swizzle phase");
-  const int g = tid % kGran, r = r_lo + tid / kGran;
-  unsigned char* d = dst + sm90::swz_offset(r, g, kBc);
-  rope_q_rows<T, HD, NROWS / kRS>(src, ld, valid, g, r, kRS, rope_cs, p0,
-                                  [&](int k) { return d + k * kRS * 128; });
-}
-
 template <class T, int HD>
 __device__ __forceinline__ void mma_s(float (&s)[64], uint32_t q_addr, uint32_t k_addr) {
   const uint32_t qlo = sm90::smem_desc_lo(q_addr, 16), klo = sm90::smem_desc_lo(k_addr, 16);
@@ -113,8 +99,7 @@ template <class T, int HD>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_sm90_kernel(const T* __restrict__ q, int64_t ldq, const T* __restrict__ k_cache,
                         const T* __restrict__ v_cache, int64_t max_ctx, int L, int64_t pos0,
-                        int rep, int KV, T* __restrict__ out, int64_t ldo, float scale_log2,
-                        const T* __restrict__ rope_cs) {
+                        int rep, int KV, T* __restrict__ out, int64_t ldo, float scale_log2) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace sm80;
   using namespace sm90;
@@ -151,25 +136,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     load_rows<HD, kBc>(sV + (j % kStages) * kTile, vg + k0 * ldkv, ldkv, valid, 0, wtid);
     mbar_arrive_cp_async(full0 + 8 * (j % kStages));
   };
-  // Each warpgroup loads its own 64 query rows (rows 64 wg .. of the Q tile): with cp.async, or
-  // with RoPE through registers (after warpgroup 1 has issued the first K/V tiles).
-  auto load_first_kv = [&] {  // warpgroup 1: the first kStages tiles, one cp.async group
+  // Each warpgroup loads its own 64 query rows (rows 64 wg .. of the Q tile).
+  load_rows<HD, 64>(sQ, qg, ldq, q_rows, 64 * wg, wtid);
+  cp_async_commit();
+  if (wg == 1) {
     load_kv(0);
     for (int j = 1; j < min(n_tiles, kStages); ++j) load_kv(j);
     cp_async_commit();
-  };
-  if (rope_cs) {
-    if (wg == 1) load_first_kv();
-    load_rows_rope<HD, 64>(sQ, qg, ldq, q_rows, 64 * wg, wtid, rope_cs, pos0 + i0);
+    cp_async_wait<1>();  // this thread's Q rows (the tile groups may still be in flight)
   } else {
-    load_rows<HD, 64>(sQ, qg, ldq, q_rows, 64 * wg, wtid);
-    cp_async_commit();
-    if (wg == 1) {
-      load_first_kv();
-      cp_async_wait<1>();  // this thread's Q rows (the tile groups may still be in flight)
-    } else {
-      cp_async_wait<0>();
-    }
+    cp_async_wait<0>();
   }
   fence_proxy_async();
   warpgroup_sync(wg);
@@ -288,10 +264,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <class T, int HD>
 Status launch_t(const void* q, int64_t ldq, const void* k_cache, const void* v_cache,
                 int64_t max_ctx, int64_t S, int64_t L, int64_t pos0, int64_t H, int64_t KV,
-                void* out, int64_t ldo, const void* rope_cs, cudaStream_t stream) {
+                void* out, int64_t ldo, cudaStream_t stream) {
   return launch_prefill_kernel<prefill_sm90_kernel<T, HD>, T, HD>(
       Smem<HD>::kBytes, kBr, kThreads, q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out,
-      ldo, rope_cs, stream);
+      ldo, stream);
 }
 
 }  // namespace
@@ -303,17 +279,17 @@ bool attention_prefill_sm90_supports(int sm, int64_t hd) {
 Status launch_attention_prefill_sm90(DType t, const void* q, int64_t ldq, const void* k_cache,
                                      const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
                                      int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
-                                     int64_t ldo, const void* rope_cs, cudaStream_t stream) {
+                                     int64_t ldo, cudaStream_t stream) {
   const bool bf16 = t == DType::kBF16;
   if (hd == 128)
     return bf16 ? launch_t<__nv_bfloat16, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
-                                               out, ldo, rope_cs, stream)
+                                               out, ldo, stream)
                 : launch_t<__half, 128>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out,
-                                        ldo, rope_cs, stream);
+                                        ldo, stream);
   return bf16 ? launch_t<__nv_bfloat16, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
-                                            out, ldo, rope_cs, stream)
+                                            out, ldo, stream)
               : launch_t<__half, 64>(q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV, out, ldo,
-                                     rope_cs, stream);
+                                     stream);
 }
 
 }  // namespace slidesparse::cuda::kernels

@@ -17,6 +17,6 @@ bool attention_prefill_sm90_supports(int sm, int64_t hd);
 Status launch_attention_prefill_sm90(DType t, const void* q, int64_t ldq, const void* k_cache,
                                      const void* v_cache, int64_t max_ctx, int64_t S, int64_t L,
                                      int64_t pos0, int64_t H, int64_t KV, int64_t hd, void* out,
-                                     int64_t ldo, const void* rope_cs, cudaStream_t stream);
+                                     int64_t ldo, cudaStream_t stream);
 
 }  // namespace slidesparse::cuda::kernels

@@ -1,8 +1,6 @@
 // RoPE + KV-cache write: one CTA per token row. The row's cos/sin table (hd/2 frequencies) is built
-// once in shared memory, then q heads are rotated in place (unless the prefill attention does it),
-// k heads rotated into k_cache and v copied into v_cache, 8 pairs per thread-iteration (16-byte
-// accesses) when hd % 16 == 0. Also the cos/sin table of every position (launch_rope_table).
-#include <algorithm>
+// once in shared memory, then q heads are rotated in place, k heads rotated into k_cache and v
+// copied into v_cache, 8 pairs per thread-iteration (16-byte accesses) when hd % 16 == 0.
 #include <string>
 
 #include "cuda/kernels/rope_kv.cuh"
@@ -13,48 +11,32 @@ namespace {
 
 constexpr int kRopeMaxHalf = 256;  // hd <= 512
 
-// HF: freqs = inv_freq * pos in fp32; cos/sin of that fp32 angle (here in fp64, so the fp32 value
-// is the correctly rounded one on host and device alike), then rounded to T.
-template <class T>
-__device__ __forceinline__ void rope_cos_sin(int32_t p, float inv_freq, float* c, float* s) {
-  const float ang = __fmul_rn(static_cast<float>(p), inv_freq);
-  double sd, cd;
-  sincos(static_cast<double>(ang), &sd, &cd);
-  *c = round_to<T>(__double2float_rn(cd));
-  *s = round_to<T>(__double2float_rn(sd));
-}
-
-template <class T>
-__global__ void rope_table_kernel(const float* __restrict__ inv_freq, int half, int64_t n,
-                                  T* __restrict__ cs) {
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float c, s;
-    rope_cos_sin<T>(static_cast<int32_t>(e / half), inv_freq[e % half], &c, &s);
-    cs[2 * e] = from_f32<T>(c);
-    cs[2 * e + 1] = from_f32<T>(s);
-  }
-}
-
 template <class T, bool VEC>
 __global__ void rope_kv_kernel(T* __restrict__ qkv, int64_t ld, int H, int KV, int hd,
                                const int32_t* __restrict__ pos, const int32_t* __restrict__ slot,
                                const float* __restrict__ inv_freq, T* __restrict__ k_cache,
-                               T* __restrict__ v_cache, int64_t max_ctx, bool rotate_q) {
+                               T* __restrict__ v_cache, int64_t max_ctx) {
   __shared__ float cs[kRopeMaxHalf], sn[kRopeMaxHalf];
   constexpr int V = VEC ? 8 : 1;
   const int64_t r = blockIdx.x;
   const int half = hd / 2, tid = threadIdx.x, nt = blockDim.x;
   const int32_t p = pos[r], sl = slot[r];
-  const bool to_cache = p >= 0 && p < max_ctx && sl >= 0;
-  if (!rotate_q && !to_cache) return;  // nothing to write (uniform over the CTA)
-  for (int i = tid; i < half; i += nt) rope_cos_sin<T>(p, inv_freq[i], &cs[i], &sn[i]);
+  for (int i = tid; i < half; i += nt) {
+    // HF: freqs = inv_freq * pos in fp32; cos/sin of that fp32 angle (here in fp64, so the fp32
+    // value is the correctly rounded one on host and device alike), then rounded to T.
+    const float ang = __fmul_rn(static_cast<float>(p), inv_freq[i]);
+    double s, c;
+    sincos(static_cast<double>(ang), &s, &c);
+    cs[i] = round_to<T>(__double2float_rn(c));
+    sn[i] = round_to<T>(__double2float_rn(s));
+  }
   __syncthreads();
+  const bool to_cache = p >= 0 && p < max_ctx && sl >= 0;
   const int64_t kv_w = static_cast<int64_t>(KV) * hd;
   const int64_t cache_row = (static_cast<int64_t>(sl) * max_ctx + p) * kv_w;
   T* row = qkv + r * ld;
   const int per_head = half / V, items = (H + KV) * per_head;
-  for (int it = rotate_q ? tid : H * per_head + tid; it < items; it += nt) {
+  for (int it = tid; it < items; it += nt) {
     const int h = it / per_head, i0 = (it - h * per_head) * V;
     T* src = row + static_cast<int64_t>(h) * hd + i0;
     Pack8<T> a, b, o1, o2;
@@ -102,10 +84,10 @@ __global__ void rope_kv_kernel(T* __restrict__ qkv, int64_t ld, int H, int KV, i
 template <class T, bool VEC>
 Status launch_t(void* qkv, int64_t ld, int64_t M, int64_t H, int64_t KV, int64_t hd,
                 const int32_t* pos, const int32_t* slot, const float* inv_freq, void* k_cache,
-                void* v_cache, int64_t max_ctx, cudaStream_t stream, bool rotate_q) {
+                void* v_cache, int64_t max_ctx, cudaStream_t stream) {
   rope_kv_kernel<T, VEC><<<static_cast<unsigned>(M), 128, 0, stream>>>(
       static_cast<T*>(qkv), ld, static_cast<int>(H), static_cast<int>(KV), static_cast<int>(hd),
-      pos, slot, inv_freq, static_cast<T*>(k_cache), static_cast<T*>(v_cache), max_ctx, rotate_q);
+      pos, slot, inv_freq, static_cast<T*>(k_cache), static_cast<T*>(v_cache), max_ctx);
   SS_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }
@@ -114,7 +96,7 @@ Status launch_t(void* qkv, int64_t ld, int64_t M, int64_t H, int64_t KV, int64_t
 
 Status launch_rope_kv(DType t, void* qkv, int64_t ld, int64_t M, int64_t H, int64_t KV, int64_t hd,
                       const int32_t* pos, const int32_t* slot, const float* inv_freq, void* k_cache,
-                      void* v_cache, int64_t max_ctx, cudaStream_t stream, bool rotate_q) {
+                      void* v_cache, int64_t max_ctx, cudaStream_t stream) {
   SS_RETURN_IF_ERROR(check_16bit("rope_kv", t));
   if (M < 0 || M > 0x7fffffff || H <= 0 || KV <= 0 || H % KV != 0 || hd <= 0 || hd % 2 != 0 ||
       hd > 2 * kRopeMaxHalf || max_ctx <= 0 || (H + 2 * KV) * hd > ld || (H + KV) * hd > 1 << 30)
@@ -129,33 +111,13 @@ Status launch_rope_kv(DType t, void* qkv, int64_t ld, int64_t M, int64_t H, int6
       hd % 16 == 0 && ld % 8 == 0 && aligned16(qkv) && aligned16(k_cache) && aligned16(v_cache);
   if (t == DType::kBF16)
     return vec ? launch_t<__nv_bfloat16, true>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache,
-                                               v_cache, max_ctx, stream, rotate_q)
+                                               v_cache, max_ctx, stream)
                : launch_t<__nv_bfloat16, false>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache,
-                                                v_cache, max_ctx, stream, rotate_q);
+                                                v_cache, max_ctx, stream);
   return vec ? launch_t<__half, true>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache, v_cache,
-                                      max_ctx, stream, rotate_q)
+                                      max_ctx, stream)
              : launch_t<__half, false>(qkv, ld, M, H, KV, hd, pos, slot, inv_freq, k_cache, v_cache,
-                                       max_ctx, stream, rotate_q);
-}
-
-Status launch_rope_table(DType t, const float* inv_freq, int64_t hd, int64_t n_pos, void* cs,
-                         cudaStream_t stream) {
-  SS_RETURN_IF_ERROR(check_16bit("rope_table", t));
-  if (hd <= 0 || hd % 2 != 0 || hd > 2 * kRopeMaxHalf || n_pos < 0 || n_pos > 0x7fffffff)
-    return invalid_argument("rope_table: bad sizes hd=" + std::to_string(hd) +
-                            " n_pos=" + std::to_string(n_pos) + " (need even hd <= 512)");
-  if (n_pos == 0) return Status::Ok();
-  if (!inv_freq || !cs) return invalid_argument("rope_table: null pointer argument");
-  const int64_t n = n_pos * (hd / 2);
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 4096));
-  if (t == DType::kBF16)
-    rope_table_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(inv_freq, static_cast<int>(hd / 2),
-                                                               n, static_cast<__nv_bfloat16*>(cs));
-  else
-    rope_table_kernel<__half>
-        <<<grid, 256, 0, stream>>>(inv_freq, static_cast<int>(hd / 2), n, static_cast<__half*>(cs));
-  SS_CUDA_TRY(cudaGetLastError());
-  return Status::Ok();
+                                       max_ctx, stream);
 }
 
 }  // namespace slidesparse::cuda::kernels

@@ -9,8 +9,7 @@
 //   k_cache / v_cache [slots, max_ctx, KV*hd] at [slot[m], pos[m], :].
 // pos and slot are device arrays (graph capture: values change between replays, pointers do not).
 // A row with pos outside [0, max_ctx) or a negative slot gets its q rotated and writes no cache.
-// hd even, <= 512; H % KV == 0; ld >= (H + 2 KV) hd. rotate_q = false leaves q untouched (the
-// prefill attention kernels then rotate q as they load it, from the table below).
+// hd even, <= 512; H % KV == 0; ld >= (H + 2 KV) hd.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -24,12 +23,6 @@ namespace slidesparse::cuda::kernels {
 
 Status launch_rope_kv(DType t, void* qkv, int64_t ld, int64_t M, int64_t H, int64_t KV, int64_t hd,
                       const int32_t* pos, const int32_t* slot, const float* inv_freq, void* k_cache,
-                      void* v_cache, int64_t max_ctx, cudaStream_t stream, bool rotate_q = true);
-
-// The cos/sin of positions 0 .. n_pos-1 as rope_kv computes them: cs [n_pos, hd/2, 2] T, cs[p][i] =
-// (T(cos(ang)), T(sin(ang))), ang = fp32(p * inv_freq[i]). launch_attention_prefill rotates q with
-// it (RopeQ, attention.cuh), bit-identically to rope_kv.
-Status launch_rope_table(DType t, const float* inv_freq, int64_t hd, int64_t n_pos, void* cs,
-                         cudaStream_t stream);
+                      void* v_cache, int64_t max_ctx, cudaStream_t stream);
 
 }  // namespace slidesparse::cuda::kernels

@@ -243,12 +243,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
     // 16-bit float is exact in fp64, so the sum is order-independent to ~2^-50 relative and the
     // fp32 mean below is the correctly rounded mean of the T-rounded row.
     double ss = 0.0;
-    // The norm weight of this thread's first two chunks, loaded before the reduction so that its
-    // latency overlaps it (pass 2 loads any further chunks itself).
-    Pack8<T> w0, w1;
     if (a.vec) {
-      if (tid * 8 < C) w0.u = __ldg(reinterpret_cast<const uint4*>(w + tid * 8));
-      if ((tid + nt) * 8 < C) w1.u = __ldg(reinterpret_cast<const uint4*>(w + (tid + nt) * 8));
       for (int c = tid * 8; c < C; c += nt * 8) {
         Pack8<T> px;
         px.u = *reinterpret_cast<const uint4*>(x + c);
@@ -283,22 +278,17 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
     const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(C)));
     const float inv = exact::rms_inv(mean, a.eps);
     // Pass 2 (each thread revisits its own elements: no barrier needed): y = T(w * T(x * inv)).
-    // Both roundings go two per conversion instruction (pack2_rn).
     if (a.vec) {
-      for (int c = tid * 8, j = 0; c < C; c += nt * 8, ++j) {
-        Pack8<T> px, pw, pn;
+      for (int c = tid * 8; c < C; c += nt * 8) {
+        Pack8<T> px, pw;
         px.u = *reinterpret_cast<const uint4*>(row + c);
-        pw.u = j == 0 ? w0.u : j == 1 ? w1.u : __ldg(reinterpret_cast<const uint4*>(w + c));
+        pw.u = __ldg(reinterpret_cast<const uint4*>(w + c));
 #pragma unroll
-        for (int i = 0; i < 8; i += 2)
-          pack2_rn<T>(__fmul_rn(to_f32(px.e[i]), inv), __fmul_rn(to_f32(px.e[i + 1]), inv),
-                      pn.e + i);
-#pragma unroll
-        for (int i = 0; i < 8; i += 2)
-          pack2_rn<T>(__fmul_rn(to_f32(pw.e[i]), to_f32(pn.e[i])),
-                      __fmul_rn(to_f32(pw.e[i + 1]), to_f32(pn.e[i + 1])), px.e + i);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(to_f32(px.e[i])));
+        for (int i = 0; i < 8; ++i) {
+          const float n = round_to<T>(__fmul_rn(to_f32(px.e[i]), inv));
+          px.e[i] = from_f32<T>(__fmul_rn(to_f32(pw.e[i]), n));
+          amax = fmaxf(amax, fabsf(to_f32(px.e[i])));
+        }
         if constexpr (OUT == kRowPlain)
           *reinterpret_cast<uint4*>(static_cast<T*>(a.y) + r * C + c) = px.u;
         else
