@@ -643,6 +643,53 @@ TEST(CudaModel, FastSwigluMatchesExactEndToEnd) {
   }
 }
 
+// SLIDESPARSE_NORM=auto (the W8A8 norms on the warp-per-row kernel, add_rmsnorm_prologue.cuh)
+// against the default CTA-per-row kernel: the same slot bytes by construction, so identical logits
+// and tokens for a batched prefill (2 x 11 tokens) and 3 decode steps -- int8 6:8 and fp8 2:4
+// sparse, and int8 dense (a plain HF checkpoint quantized at load).
+TEST(CudaModel, NormWarpKernelMatchesCtaKernel) {
+  SS_SKIP_WITHOUT_GPU();
+  struct Case {
+    const char* pattern;
+    QuantMode q;
+    QuantMode dense_quant;
+  };
+  for (const Case& c : {Case{"6:8", QuantMode::kInt8, QuantMode::kNone},
+                        Case{"2:4", QuantMode::kFp8, QuantMode::kNone},
+                        Case{"hf", QuantMode::kNone, QuantMode::kInt8}}) {
+    SCOPED_TRACE(std::string(c.pattern) + " " + quant_mode_name(c.q) + " dense_quant " +
+                 quant_mode_name(c.dense_quant));
+    const std::string dir = checkpoint("tiny-qwen2", c.pattern, c.q);
+    CudaModelOptions o;
+    o.max_batch = 2;
+    o.max_ctx = 32;
+    o.dense_quant = c.dense_quant;
+    std::vector<std::vector<float>> logits;  // [kernel][(step * 2 + seq) * V + v]
+    std::vector<std::vector<int32_t>> tokens;
+    for (const char* kernel : {"cta", "auto"}) {
+      ::setenv("SLIDESPARSE_NORM", kernel, 1);
+      auto m = load_or_die(dir, o);
+      ::unsetenv("SLIDESPARSE_NORM");
+      ASSERT_TRUE(m);
+      const int64_t V = m->config().vocab_size;
+      const std::vector<int32_t> ids = random_ids(2 * 11, V, 43);
+      std::vector<float> lg(static_cast<size_t>(4 * 2 * V));
+      std::vector<int32_t> tk(4 * 2);
+      SS_ASSERT_OK(m->prefill(ids.data(), 2, 11, lg.data(), tk.data()));
+      for (int i = 1; i < 4; ++i)
+        SS_ASSERT_OK(m->decode(&tk[(i - 1) * 2], 2, lg.data() + i * 2 * V, &tk[i * 2]));
+      logits.push_back(std::move(lg));
+      tokens.push_back(tk);
+    }
+    EXPECT_EQ(tokens[0], tokens[1]);
+    size_t differ = 0;
+    for (size_t i = 0; i < logits[0].size(); ++i)
+      differ +=
+          !(logits[0][i] == logits[1][i] || (std::isnan(logits[0][i]) && std::isnan(logits[1][i])));
+    EXPECT_EQ(differ, 0u) << "logits differ (of " << logits[0].size() << ")";
+  }
+}
+
 TEST(CudaModel, BadInputsAreOneLineErrors) {
   SS_SKIP_WITHOUT_GPU();
   const std::string dir = checkpoint("tiny-llama", "6:8", QuantMode::kNone);
@@ -687,6 +734,11 @@ TEST(CudaModel, BadInputsAreOneLineErrors) {
   ::setenv("SLIDESPARSE_SWIGLU", "approx", 1);  // not fast or exact
   expect_err(CudaModel::load(dir, o).status(), "SLIDESPARSE_SWIGLU: SwiGLU math 'approx'");
   ::unsetenv("SLIDESPARSE_SWIGLU");
+  for (const char* v : {"warp", "block"}) {  // warp: a kernel the engine does not take alone
+    ::setenv("SLIDESPARSE_NORM", v, 1);
+    expect_err(CudaModel::load(dir, o).status(), "SLIDESPARSE_NORM: norm kernel");
+    ::unsetenv("SLIDESPARSE_NORM");
+  }
   SyntheticModelSpec spec;
   spec.arch = "gpt2";
   expect_err(CudaModel::synthetic(spec, o).status(), "gpt2");

@@ -331,6 +331,14 @@ class CudaModelImpl final : public CudaModel {
       Status st = kernels::prefill_kernel_parse(v, &m->attn_kernel_);
       if (!st.ok()) return invalid_argument("SLIDESPARSE_PREFILL_ATTENTION: " + st.message());
     }
+    // SLIDESPARSE_NORM: the W8A8 norm prologues' kernel -- cta (default) or auto (the warp-per-row
+    // kernel where it applies; add_rmsnorm_prologue.cuh); the same outputs.
+    if (const char* v = std::getenv("SLIDESPARSE_NORM"); v && *v) {
+      Status st = kernels::norm_kernel_parse(v, &m->norm_kernel_);
+      if (st.ok() && m->norm_kernel_ == kernels::NormKernel::kWarp)
+        st = invalid_argument("norm kernel 'warp' (the engine takes cta or auto)");
+      if (!st.ok()) return invalid_argument("SLIDESPARSE_NORM: " + st.message());
+    }
     // SLIDESPARSE_SWIGLU: fast (default) or exact (bit-identical to the CPU reference's SiLU).
     if (const char* v = std::getenv("SLIDESPARSE_SWIGLU"); v && *v) {
       Status st = kernels::silu_math_parse(v, &m->silu_math_);
@@ -788,7 +796,8 @@ class CudaModelImpl final : public CudaModel {
       *fused = true;
       return timed(kOpRmsnorm, [&] {
         return kernels::launch_add_rmsnorm_prologue(T_, x, d, w.get(), eps, M, cfg_.hidden_size,
-                                                    slot, stream_);
+                                                    slot, stream_,
+                                                    d ? kernels::NormKernel::kCta : norm_kernel_);
       });
     }
     if (!h_.get()) return internal_error("cuda model: a W16A16 layer without its input buffer");
@@ -911,6 +920,7 @@ class CudaModelImpl final : public CudaModel {
   std::string tuning_note_;  // tuning_note(), set by finish_load
   kernels::PrefillKernel attn_kernel_ = kernels::PrefillKernel::kAuto;
   kernels::SiluMath silu_math_ = kernels::SiluMath::kFast;
+  kernels::NormKernel norm_kernel_ = kernels::NormKernel::kCta;  // SLIDESPARSE_NORM
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;
