@@ -598,6 +598,33 @@ TEST(CudaModel, WgmmaPrefillAttentionMatchesMmaEndToEnd) {
               worst);
 }
 
+// One engine run with an environment switch set at load: a batched prefill of 2 x 11 tokens (ids
+// from `seed`) and 3 batched decode steps; logits [(step * 2 + seq) * V + v], greedy tokens.
+struct SwitchRun {
+  bool ok = false;
+  int64_t V = 0;
+  std::vector<float> logits;
+  std::vector<int32_t> tokens;
+};
+SwitchRun run_with_env(const std::string& dir, const CudaModelOptions& o, const char* var,
+                       const char* value, uint64_t seed) {
+  SwitchRun r;
+  ::setenv(var, value, 1);
+  auto m = load_or_die(dir, o);
+  ::unsetenv(var);
+  if (!m) return r;
+  r.V = m->config().vocab_size;
+  const std::vector<int32_t> ids = random_ids(2 * 11, r.V, seed);
+  r.logits.resize(static_cast<size_t>(4 * 2 * r.V));
+  r.tokens.resize(4 * 2);
+  Status st = m->prefill(ids.data(), 2, 11, r.logits.data(), r.tokens.data());
+  for (int i = 1; i < 4 && st.ok(); ++i)
+    st = m->decode(&r.tokens[(i - 1) * 2], 2, r.logits.data() + i * 2 * r.V, &r.tokens[i * 2]);
+  EXPECT_TRUE(st.ok()) << var << "=" << value << ": " << st.to_string();
+  r.ok = st.ok();
+  return r;
+}
+
 // The default fast SwiGLU (SiluMath::kFast: within 1-2 ulps of T per element, engine_kernels_test)
 // against SLIDESPARSE_SWIGLU=exact (bit-identical to the CPU reference's SiLU) on the same model:
 // W8A8 6:8 (the fused SwiGLU prologue) and bf16 dense (the plain SwiGLU kernel), a batched
@@ -618,26 +645,11 @@ TEST(CudaModel, FastSwigluMatchesExactEndToEnd) {
     CudaModelOptions o;
     o.max_batch = 2;
     o.max_ctx = 32;
-    std::vector<std::vector<float>> logits;  // [math][(step * 2 + seq) * V + v]
-    std::vector<std::vector<int32_t>> tokens;
-    int64_t V = 0;
-    for (const char* math : {"exact", "fast"}) {
-      ::setenv("SLIDESPARSE_SWIGLU", math, 1);
-      auto m = load_or_die(dir, o);
-      ::unsetenv("SLIDESPARSE_SWIGLU");
-      ASSERT_TRUE(m);
-      V = m->config().vocab_size;
-      const std::vector<int32_t> ids = random_ids(2 * 11, V, 31);
-      std::vector<float> lg(static_cast<size_t>(4 * 2 * V));
-      std::vector<int32_t> tk(4 * 2);
-      SS_ASSERT_OK(m->prefill(ids.data(), 2, 11, lg.data(), tk.data()));
-      for (int i = 1; i < 4; ++i)
-        SS_ASSERT_OK(m->decode(&tk[(i - 1) * 2], 2, lg.data() + i * 2 * V, &tk[i * 2]));
-      logits.push_back(std::move(lg));
-      tokens.push_back(tk);
-    }
-    const float worst = compare_logit_rows(logits[0], logits[1], tokens[0], tokens[1], 2 * 4, V,
-                                           0.02f, 0.04f, "(step, sequence) row");
+    const SwitchRun exact = run_with_env(dir, o, "SLIDESPARSE_SWIGLU", "exact", 31);
+    const SwitchRun fast = run_with_env(dir, o, "SLIDESPARSE_SWIGLU", "fast", 31);
+    ASSERT_TRUE(exact.ok && fast.ok);
+    const float worst = compare_logit_rows(exact.logits, fast.logits, exact.tokens, fast.tokens,
+                                           2 * 4, exact.V, 0.02f, 0.04f, "(step, sequence) row");
     std::printf("[swiglu] %s %s %s: max|fast-exact|/max|logit| = %.5f\n", c.arch, c.pattern,
                 quant_mode_name(c.q), worst);
   }
@@ -664,29 +676,15 @@ TEST(CudaModel, NormWarpKernelMatchesCtaKernel) {
     o.max_batch = 2;
     o.max_ctx = 32;
     o.dense_quant = c.dense_quant;
-    std::vector<std::vector<float>> logits;  // [kernel][(step * 2 + seq) * V + v]
-    std::vector<std::vector<int32_t>> tokens;
-    for (const char* kernel : {"cta", "auto"}) {
-      ::setenv("SLIDESPARSE_NORM", kernel, 1);
-      auto m = load_or_die(dir, o);
-      ::unsetenv("SLIDESPARSE_NORM");
-      ASSERT_TRUE(m);
-      const int64_t V = m->config().vocab_size;
-      const std::vector<int32_t> ids = random_ids(2 * 11, V, 43);
-      std::vector<float> lg(static_cast<size_t>(4 * 2 * V));
-      std::vector<int32_t> tk(4 * 2);
-      SS_ASSERT_OK(m->prefill(ids.data(), 2, 11, lg.data(), tk.data()));
-      for (int i = 1; i < 4; ++i)
-        SS_ASSERT_OK(m->decode(&tk[(i - 1) * 2], 2, lg.data() + i * 2 * V, &tk[i * 2]));
-      logits.push_back(std::move(lg));
-      tokens.push_back(tk);
-    }
-    EXPECT_EQ(tokens[0], tokens[1]);
+    const SwitchRun cta = run_with_env(dir, o, "SLIDESPARSE_NORM", "cta", 43);
+    const SwitchRun warp = run_with_env(dir, o, "SLIDESPARSE_NORM", "auto", 43);
+    ASSERT_TRUE(cta.ok && warp.ok);
+    EXPECT_EQ(cta.tokens, warp.tokens);
     size_t differ = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i)
-      differ +=
-          !(logits[0][i] == logits[1][i] || (std::isnan(logits[0][i]) && std::isnan(logits[1][i])));
-    EXPECT_EQ(differ, 0u) << "logits differ (of " << logits[0].size() << ")";
+    for (size_t i = 0; i < cta.logits.size(); ++i)
+      differ += !(cta.logits[i] == warp.logits[i] ||
+                  (std::isnan(cta.logits[i]) && std::isnan(warp.logits[i])));
+    EXPECT_EQ(differ, 0u) << "logits differ (of " << cta.logits.size() << ")";
   }
 }
 
