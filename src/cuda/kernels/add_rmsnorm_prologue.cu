@@ -14,10 +14,10 @@ constexpr int kWarpMaxChunks = 24;  // 8-element chunks per lane: C <= 24 * 8 * 
 // One warp per row of the W8A8 norm without the residual add: lane l holds chunks l, l + 32, ...
 // (8 elements each, KMAX per lane at most) in registers, so a row needs no shared memory and no
 // block barrier (two warp shuffle reductions), and many rows per SM have their loads in flight.
-// The arithmetic is row_kernel's (kOpAddRmsNorm, no add): the fp64 sum of the exact squares (in
-// another order: the mean is the same correctly rounded value, see row_ops.cuh), y = T(w * T(x *
-// inv)), the row's absmax, then quant_row_store's scale rule and quant8 codes -- stored plainly
-// (columns >= C zero) or as 6:8 windows (store_windows68, then zeros up to K_out).
+// The element code is row_kernel's (sumsq8, norm8; the fp64 sum in another order: the mean is the
+// same correctly rounded value, see row_ops.cuh), then quant_row_store's scale rule (row_scale)
+// and codes (quant8) -- stored plainly (columns >= C zero) or as 6:8 windows (store_windows68,
+// then zeros up to K_out).
 template <class T, bool FP8, bool LIFT68, int KMAX>
 __global__ void __launch_bounds__(32 * kWarpRowsPerCta) norm_warp_kernel(RowArgs a, int64_t rows) {
   const int lane = threadIdx.x & 31;
@@ -41,12 +41,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta) norm_warp_kernel(RowArgs
   double ss = 0.0;
 #pragma unroll
   for (int k = 0; k < KMAX; ++k)
-    if ((k * 32 + lane) * 8 < C)
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const double dv = to_f32(v[k].e[i]);
-        ss = fma(dv, dv, ss);
-      }
+    if ((k * 32 + lane) * 8 < C) ss = sumsq8(v[k].e, ss);
   for (int m = 16; m > 0; m >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, m);
   const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(C)));
   const float inv = exact::rms_inv(mean, a.eps);
@@ -55,22 +50,13 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta) norm_warp_kernel(RowArgs
   for (int k = 0; k < KMAX; ++k) {
     const int c = (k * 32 + lane) * 8;
     if (c >= C) continue;
-    Pack8<T> pw, pn;
+    Pack8<T> pw;
     pw.u = __ldg(reinterpret_cast<const uint4*>(w + c));
-#pragma unroll
-    for (int i = 0; i < 8; i += 2)
-      pack2_rn<T>(__fmul_rn(to_f32(v[k].e[i]), inv), __fmul_rn(to_f32(v[k].e[i + 1]), inv),
-                  pn.e + i);
-#pragma unroll
-    for (int i = 0; i < 8; i += 2)
-      pack2_rn<T>(__fmul_rn(to_f32(pw.e[i]), to_f32(pn.e[i])),
-                  __fmul_rn(to_f32(pw.e[i + 1]), to_f32(pn.e[i + 1])), v[k].e + i);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(to_f32(v[k].e[i])));
+    norm8(v[k].e, pw.e, inv, amax);
   }
   for (int m = 16; m > 0; m >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
-  const float scale = amax > 0.0f ? __fdiv_rn(amax, a.qmax) : 1.0f;
-  const float inv_s = __frcp_rn(scale);
+  float inv_s;
+  const float scale = row_scale(amax, a.qmax, &inv_s);
   if (lane == 0) a.scales[r] = scale;
 #pragma unroll
   for (int k = 0; k < KMAX; ++k) {

@@ -64,6 +64,14 @@ __device__ __forceinline__ float block_max(float v, float* red) {
   return v;
 }
 
+// The scale rule of DESIGN.md for a row's absmax: absmax / qmax (1.0 for an all-zero row), and
+// *inv its correctly rounded reciprocal (quant8's fast path). Every W8A8 row store uses it.
+__device__ __forceinline__ float row_scale(float amax, float qmax, float* inv) {
+  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
+  *inv = __frcp_rn(scale);
+  return scale;
+}
+
 // Codes of 8 consecutive elements (the element rule of quant_row_store): the fast paths above with
 // their tests folded into one flag, so the common case runs branch-free and the exact path (about
 // one chunk in 10^3) redoes the whole chunk; fp8 converts two codes per instruction. Same codes as
@@ -175,8 +183,8 @@ __device__ __forceinline__ void quant_row_store(const TIn* row, float amax, int 
                                                 float* scale_out, float qmax, float* red,
                                                 uint8_t* codes) {
   amax = block_max(amax, red);  // includes the __syncthreads that publishes row[]
-  const float scale = amax > 0.0f ? __fdiv_rn(amax, qmax) : 1.0f;
-  const float inv = __frcp_rn(scale);
+  float inv;
+  const float scale = row_scale(amax, qmax, &inv);
   if (threadIdx.x == 0) *scale_out = scale;
   // The row is read 8 elements per 16-byte shared-memory load; chunks past Kr read as zero.
   const int Kr = (Ki + 7) & ~7;

@@ -135,6 +135,29 @@ __device__ __forceinline__ void silu_mul8(const T* g, const T* u, T* h, float* a
   if (amax) *amax = fmaxf(*amax, round_to<T>(m));
 }
 
+// RMSNorm's two element steps on 8 elements, shared by the norm kernels (row_kernel, the
+// warp-per-row kernel of add_rmsnorm_prologue.cu) so that they agree bit for bit:
+// sumsq8: ss += x^2 in fp64 (a square of a 16-bit float is exact in fp64);
+// norm8: x <- T(w * T(x * inv)) in place, amax = max(amax, |x|) of the results.
+template <class T>
+__device__ __forceinline__ double sumsq8(const T* x, double ss) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const double v = to_f32(x[i]);
+    ss = fma(v, v, ss);
+  }
+  return ss;
+}
+template <class T>
+__device__ __forceinline__ void norm8(T* x, const T* w, float inv, float& amax) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const float n = round_to<T>(__fmul_rn(to_f32(x[i]), inv));
+    x[i] = from_f32<T>(__fmul_rn(to_f32(w[i]), n));
+    amax = fmaxf(amax, fabsf(to_f32(x[i])));
+  }
+}
+
 // Block-wide sum of doubles (every thread gets the total; fixed order for a given blockDim).
 __device__ __forceinline__ double block_sum(double v, double* red) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -255,11 +278,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
             px.e[i] = from_f32<T>(__fadd_rn(to_f32(px.e[i]), to_f32(pd.e[i])));
           *reinterpret_cast<uint4*>(x + c) = px.u;
         }
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const double v = to_f32(px.e[i]);
-          ss = fma(v, v, ss);
-        }
+        ss = sumsq8(px.e, ss);
         *reinterpret_cast<uint4*>(row + c) = px.u;
       }
     } else {
@@ -283,12 +302,7 @@ __global__ void __launch_bounds__(512) row_kernel(RowArgs a) {
         Pack8<T> px, pw;
         px.u = *reinterpret_cast<const uint4*>(row + c);
         pw.u = __ldg(reinterpret_cast<const uint4*>(w + c));
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const float n = round_to<T>(__fmul_rn(to_f32(px.e[i]), inv));
-          px.e[i] = from_f32<T>(__fmul_rn(to_f32(pw.e[i]), n));
-          amax = fmaxf(amax, fabsf(to_f32(px.e[i])));
-        }
+        norm8(px.e, pw.e, inv, amax);
         if constexpr (OUT == kRowPlain)
           *reinterpret_cast<uint4*>(static_cast<T*>(a.y) + r * C + c) = px.u;
         else

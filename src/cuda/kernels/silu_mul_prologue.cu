@@ -46,8 +46,8 @@ __global__ void __launch_bounds__(512, 2) silu_quant_reg_kernel(RowArgs a) {
     }
   }
   amax = block_max(amax, red);
-  const float scale = amax > 0.0f ? __fdiv_rn(amax, a.qmax) : 1.0f;
-  const float inv = __frcp_rn(scale);
+  float inv;
+  const float scale = row_scale(amax, a.qmax, &inv);
   if (tid == 0) a.scales[r] = scale;
   if (LIFT && is_lift68(a.m, a.L)) {  // chunk k is 6:8 block c / 8: 12 bytes straight out
 #pragma unroll
