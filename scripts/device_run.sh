@@ -140,7 +140,8 @@ fi
 #             SLIDESPARSE_PREFILL_ATTENTION=mma128 and the default (wgmma on the H100)      ~3 min
 #   enginebw  engine_kernels_test's Bandwidth (norm / SwiGLU prologues, both SwiGLU maths) ~20 s
 #   ab        like swiglu for any engine switch: E2E_AB_VAR (e.g. SLIDESPARSE_PREFILL_ROPE) set to
-#             each word of E2E_AB_RUNS in turn (not in the default list)          per run ~6 L + ~15 s
+#             each word of E2E_AB_RUNS in turn, or words VAR=VALUE[,VAR=VALUE] (not in the
+#             default list)                                                       per run ~6 L + ~15 s
 #   ncu       Nsight Compute --set full of single launches of Bandwidth's kernels (E2E_NCU; not in
 #             the default list; logs in e2e_work.tar.gz)                          ~20 s per kernel
 #   swiglu    M = 16384 --profile, E2E_QUANTS x E2E_PATTERNS, one run per word of E2E_SWIGLU_RUNS
@@ -231,14 +232,17 @@ if [ "$MODE" = e2e ]; then
       grep -E "^$ARCH " "$LOGDIR/e2e_swiglu_${math}_$n.log" | tee -a "$SUMMARY"
     done
   fi
-  if has ab; then  # one engine switch A/B in one binary: E2E_AB_VAR=each of E2E_AB_RUNS, --profile
+  if has ab; then  # engine switch A/B in one binary: each word of E2E_AB_RUNS, --profile
+    # A word is a value of E2E_AB_VAR, or VAR=VALUE[,VAR=VALUE...] (several switches at once).
     for val in ${E2E_AB_RUNS:?E2E_AB_RUNS}; do
       n=$((${n:-0} + 1))
-      part "bench e2e $ARCH prefill M=16384 --profile $E2E_AB_VAR=$val (run $n)" "e2e_ab_${val}_$n.log" \
-        env "$E2E_AB_VAR=$val" "$CLI" bench e2e --arch "$ARCH" --mode prefill \
+      if [[ "$val" == *=* ]]; then IFS=, read -r -a envs <<<"$val"; else envs=("$E2E_AB_VAR=$val"); fi
+      tag=$(echo "$val" | sed 's/SLIDESPARSE_//g; s/[^A-Za-z0-9]/_/g')
+      part "bench e2e $ARCH prefill M=16384 --profile ${envs[*]} (run $n)" "e2e_ab_${tag}_$n.log" \
+        env "${envs[@]}" "$CLI" bench e2e --arch "$ARCH" --mode prefill \
         --pattern "$PATS" --quant "$QUANTS" --M 16384 --reps 2 --profile \
-        --out "$E/ab_${val}_$n" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
-      grep -E "^$ARCH " "$LOGDIR/e2e_ab_${val}_$n.log" | tee -a "$SUMMARY"
+        --out "$E/ab_${tag}_$n" ${E2E_TUNING:+--tuning "$E2E_TUNING"}
+      grep -E "^$ARCH " "$LOGDIR/e2e_ab_${tag}_$n.log" | tee -a "$SUMMARY"
     done
   fi
   if has ncu; then  # Nsight Compute (--set full, real clocks) of single launches of Bandwidth's kernels

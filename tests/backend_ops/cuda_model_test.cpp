@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "backend_ops/gpu_test_util.h"
+#include "cuda/gemm_cutlass.h"
 #include "slidesparse/checkpoint.h"
 #include "slidesparse/cuda_model.h"
 #include "slidesparse/model.h"
@@ -685,6 +686,54 @@ TEST(CudaModel, NormWarpKernelMatchesCtaKernel) {
       differ += !(cta.logits[i] == warp.logits[i] ||
                   (std::isnan(cta.logits[i]) && std::isnan(warp.logits[i])));
     EXPECT_EQ(differ, 0u) << "logits differ (of " << cta.logits.size() << ")";
+  }
+}
+
+// SLIDESPARSE_SWIGLU_EPILOGUE=on (the SwiGLU in the gate|up GEMM's CUTLASS epilogue,
+// GpuLinear::forward_swiglu, then the down projection's prologue) against off (the GEMM's bf16
+// gate|up output, then the fused SwiGLU prologue): the same h by construction, so identical logits
+// and tokens -- CUTLASS at every M (GemmBackend::kCutlass), int8 6:8, fp8 2:4 and int8 dense.
+// The description says the epilogue is in use.
+TEST(CudaModel, SwigluEpilogueMatchesSwigluKernel) {
+  SS_SKIP_WITHOUT_GPU();
+  int sm = 0;
+  if (!cuda::cutlass_built() || !cuda::check_device(&sm).ok() || sm != 90)
+    GTEST_SKIP() << "needs the CUTLASS build and an sm_90 GPU";
+  struct Case {
+    const char* pattern;
+    QuantMode q;
+    QuantMode dense_quant;
+  };
+  for (const Case& c : {Case{"6:8", QuantMode::kInt8, QuantMode::kNone},
+                        Case{"2:4", QuantMode::kFp8, QuantMode::kNone},
+                        Case{"hf", QuantMode::kNone, QuantMode::kInt8}}) {
+    SCOPED_TRACE(std::string(c.pattern) + " " + quant_mode_name(c.q) + " dense_quant " +
+                 quant_mode_name(c.dense_quant));
+    const std::string dir = checkpoint("tiny-qwen2", c.pattern, c.q);
+    CudaModelOptions o;
+    o.max_batch = 2;
+    o.max_ctx = 32;
+    o.dense_quant = c.dense_quant;
+    o.gemm_backend = GemmBackend::kCutlass;
+    const SwitchRun off = run_with_env(dir, o, "SLIDESPARSE_SWIGLU_EPILOGUE", "off", 47);
+    const SwitchRun on = run_with_env(dir, o, "SLIDESPARSE_SWIGLU_EPILOGUE", "on", 47);
+    ASSERT_TRUE(off.ok && on.ok);
+    EXPECT_EQ(off.tokens, on.tokens);
+    size_t differ = 0;
+    for (size_t i = 0; i < off.logits.size(); ++i)
+      differ += !(off.logits[i] == on.logits[i] ||
+                  (std::isnan(off.logits[i]) && std::isnan(on.logits[i])));
+    EXPECT_EQ(differ, 0u) << "logits differ (of " << off.logits.size() << ")";
+    ::setenv("SLIDESPARSE_SWIGLU_EPILOGUE", "on", 1);
+    auto m = load_or_die(dir, o);
+    ::setenv("SLIDESPARSE_SWIGLU_EPILOGUE", "maybe", 1);
+    auto bad = CudaModel::load(dir, o);
+    ::unsetenv("SLIDESPARSE_SWIGLU_EPILOGUE");
+    ASSERT_TRUE(m);
+    EXPECT_NE(m->description().find("SwiGLU epilogue"), std::string::npos) << m->description();
+    EXPECT_FALSE(bad.ok());
+    if (!bad.ok())
+      EXPECT_NE(bad.status().message().find("SLIDESPARSE_SWIGLU_EPILOGUE"), std::string::npos);
   }
 }
 
