@@ -123,8 +123,9 @@ struct DequantBiasResidualEvt {
 // to global memory; D is not written (void), which halves the GEMM's output and leaves the SwiGLU
 // kernel nothing to do. The pairing needs no data movement: the sm90 epilogue hands each thread
 // its accumulators in the wgmma layout, fragment elements 4i, 4i+1 at rows r (tokens n, n+1) and
-// 4i+2, 4i+3 at rows r+8 of the same tokens, r % 16 < 8 (the coordinates are checked: a thread
-// whose pairing differs writes nothing and raises the error flag, which the tests read).
+// 4i+2, 4i+3 at rows r+8 of the same tokens, r % 16 < 8, and lane l ^ 4 holds row r ^ 1 (one
+// shuffle pairs two channels into a 4-byte store). The coordinates are checked: a thread whose
+// pairing differs writes nothing and raises the error flag, which the tests read.
 struct SwigluStore {
   using ElementAux = cutlass::bfloat16_t;  // the collective's smem element type with D void
   struct SharedStorage {};
@@ -184,27 +185,46 @@ struct SwigluStore {
       Tensor c = tC_c(_, _, _, epi_m, epi_n);
       const int rows = static_cast<int>(get<0>(shape_mnl));
       const int tokens = static_cast<int>(get<1>(shape_mnl));
+      // Lanes l and l ^ 4 hold neighbouring channels (gate rows m, m ^ 1) of the same tokens n,
+      // n + 1: one shuffle gives the even lane channels (m, m + 1) of token n and the odd lane
+      // those of token n + 1, each stored as one bf16x2.
+      const bool odd = (threadIdx.x >> 2) & 1;
+      bool bad = false;
+      {
+        const auto c0 = c(epi_v * FragmentSize);
+        const int m0 = static_cast<int>(get<0>(c0)), n0 = static_cast<int>(get<1>(c0));
+        bad = __shfl_xor_sync(0xffffffffu, m0, 4) != (m0 ^ 1) ||
+              __shfl_xor_sync(0xffffffffu, n0, 4) != n0 || (m0 & 1) != static_cast<int>(odd);
+      }
+      __nv_bfloat16* h = reinterpret_cast<__nv_bfloat16*>(params_ptr->h);
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < FragmentSize; i += 4) {
+        const auto cg = c(epi_v * FragmentSize + i);
+        const int m = static_cast<int>(get<0>(cg)), n = static_cast<int>(get<1>(cg));
+        __nv_bfloat16 hv[2];
         CUTLASS_PRAGMA_UNROLL
         for (int j = 0; j < 2; ++j) {
-          const auto cg = c(epi_v * FragmentSize + i + j);
+          const auto cgj = c(epi_v * FragmentSize + i + j);
           const auto cu = c(epi_v * FragmentSize + i + 2 + j);
-          const int m = static_cast<int>(get<0>(cg)), n = static_cast<int>(get<1>(cg));
-          if (m >= rows || n >= tokens) continue;
-          if ((m & 15) >= 8 || static_cast<int>(get<0>(cu)) != m + 8 ||
-              static_cast<int>(get<1>(cu)) != n) {
-            if (params_ptr->error) *params_ptr->error = 1;
-            continue;
-          }
+          bad |= (m & 15) >= 8 || static_cast<int>(get<0>(cgj)) != m ||
+                 static_cast<int>(get<1>(cgj)) != n + j || static_cast<int>(get<0>(cu)) != m + 8 ||
+                 static_cast<int>(get<1>(cu)) != n + j;
           const cutlass::bfloat16_t g = y[i + j], u = y[i + 2 + j];
-          const __nv_bfloat16 hv = kernels::silu_mul_elem<__nv_bfloat16, false>(
-              __ushort_as_bfloat16(g.raw()), __ushort_as_bfloat16(u.raw()));
-          reinterpret_cast<__nv_bfloat16*>(
-              params_ptr->h)[static_cast<int64_t>(n) * params_ptr->ldh + (m >> 4) * 8 + (m & 7)] =
-              hv;
+          hv[j] = kernels::silu_mul_elem<__nv_bfloat16, false>(__ushort_as_bfloat16(g.raw()),
+                                                               __ushort_as_bfloat16(u.raw()));
         }
+        const unsigned short got =
+            __shfl_xor_sync(0xffffffffu, __bfloat16_as_ushort(odd ? hv[0] : hv[1]), 4);
+        const int tok = n + (odd ? 1 : 0);
+        if (bad || m >= rows || tok >= tokens) continue;
+        __nv_bfloat162 pair;
+        pair.x = odd ? __ushort_as_bfloat16(got) : hv[0];
+        pair.y = odd ? hv[1] : __ushort_as_bfloat16(got);
+        const int ch = (m >> 4) * 8 + (m & 6);  // the pair's even channel
+        *reinterpret_cast<__nv_bfloat162*>(h + static_cast<int64_t>(tok) * params_ptr->ldh + ch) =
+            pair;
       }
+      if (bad && params_ptr->error) *params_ptr->error = 1;
       return y;
     }
   };
