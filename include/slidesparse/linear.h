@@ -159,11 +159,11 @@ class GpuLinear {
   Status forward_residual(const void* x, void* res, int64_t M, void* stream);
   virtual Status forward_prepared_residual(void* res, int64_t M, void* stream);
   // The SwiGLU epilogue of a gate|up layer (LinearConfig::gate_up_swiglu): h[M, N/2] (ld N/2, the
-  // activation dtype) = T(T(silu(g)) * u) of the g | u that forward would write, the
-  // SiluMath::kFast element, bit-identical to forward + kernels::launch_silu_mul(kFast), in one
-  // GEMM that never writes the N-wide output. swiglu_for(M): it runs for M tokens (else
-  // kUnsupported). prepared: the input slot holds x's operand already (as forward_prepared), else x
-  // is read.
+  // activation dtype) = T(T(silu(g)) * u), the SiluMath::kFast element, of the g | u of the
+  // layer's CUTLASS fused forward, in one GEMM that never writes the N-wide output (int8: the
+  // same bits as forward + kernels::launch_silu_mul(kFast), whatever GEMM forward runs).
+  // swiglu_for(M): it runs for M tokens (else kUnsupported). prepared: the input slot holds x's
+  // operand already (as forward_prepared), else x is read.
   virtual bool swiglu_for(int64_t) const { return false; }
   virtual Status forward_swiglu(const void* x, bool prepared, void* h, int64_t M, void* stream);
   // After run_gemm (or forward with a bias or padding): host copy of the accumulators [M, N]
