@@ -159,6 +159,14 @@ Status cutlass_fused_forward(GemmCutlass& g, int config, const void* xq, const f
   return Status::Ok();
 }
 
+// forward_swiglu's GEMM: h [M, N/2] from the prologue's codes and scales in `sc` (the layer's
+// scratch), with the interleaved per-channel scales / bias of the SwiGLU GEMM g.
+Status cutlass_swiglu_forward(GemmCutlass& g, int config, LinearScratch& sc, const DeviceBuffer& sw,
+                              const DeviceBuffer* bias, void* h, int64_t M, cudaStream_t s) {
+  CutlassEpilogue e{sc.sx.as<float>(), sw.as<float>(), bias ? bias->as<float>() : nullptr, nullptr};
+  return g.run_swiglu(sc.xq.get(), e, h, M, g.N() / 2, config, s);
+}
+
 // The CUTLASS configuration of g for M tokens: the tuned one ("cutlass" entries, nearest
 // bucket) when g has it, else configuration 0.
 int cutlass_config(const GemmCutlass& g, const TuningTable* t, const std::string& prec,
@@ -260,15 +268,9 @@ class DenseLinear final : public GpuLinear {
   bool swiglu_for(int64_t M) const override { return cgs_ && runs_cutlass(be_, M); }
   Status forward_swiglu(const void* x, bool prepared, void* h, int64_t M, void* stream) override {
     if (!swiglu_for(M)) return GpuLinear::forward_swiglu(x, prepared, h, M, stream);
-    if (prepared) {
-      SS_RETURN_IF_ERROR(reserve(M));
-    } else {
-      SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
-    }
-    CutlassEpilogue e{sc_->sx.as<float>(), sws_.as<float>(),
-                      has_bias_ ? biass_.as<float>() : nullptr, nullptr};
-    return cgs_->run_swiglu(sc_->xq.get(), e, h, M, N_ / 2,
-                            cutlass_config(*cgs_, tuning_, prec_, "dense", N_, K_, M), S(stream));
+    SS_RETURN_IF_ERROR(prepared ? reserve(M) : run_prologue(x, M, stream));
+    return cutlass_swiglu_forward(*cgs_, cutlass_config(*cgs_, tuning_, prec_, "dense", N_, K_, M),
+                                  *sc_, sws_, has_bias_ ? &biass_ : nullptr, h, M, S(stream));
   }
 
   Status reserve(int64_t M) override {
@@ -511,15 +513,9 @@ class SparseLinear final : public GpuLinear {
   bool swiglu_for(int64_t M) const override { return cgs_ && runs_cutlass(be_, M); }
   Status forward_swiglu(const void* x, bool prepared, void* h, int64_t M, void* stream) override {
     if (!swiglu_for(M)) return GpuLinear::forward_swiglu(x, prepared, h, M, stream);
-    if (prepared) {
-      SS_RETURN_IF_ERROR(reserve(M));
-    } else {
-      SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
-    }
-    CutlassEpilogue e{sc_->sx.as<float>(), sws_.as<float>(),
-                      has_bias_ ? biass_.as<float>() : nullptr, nullptr};
-    return cgs_->run_swiglu(sc_->xq.get(), e, h, M, N_ / 2,
-                            cutlass_config(*cgs_, tuning_, prec_, p_.str(), N_, K_, M), S(stream));
+    SS_RETURN_IF_ERROR(prepared ? reserve(M) : run_prologue(x, M, stream));
+    return cutlass_swiglu_forward(*cgs_, cutlass_config(*cgs_, tuning_, prec_, p_.str(), N_, K_, M),
+                                  *sc_, sws_, has_bias_ ? &biass_ : nullptr, h, M, S(stream));
   }
 
   Status reserve(int64_t M) override {
