@@ -472,8 +472,8 @@ class SparseLinear final : public GpuLinear {
                                                    s));
     // kBest: both compressed weights from the one slided operand (the formats differ).
     if (wants_swiglu(cfg, cut, w.N)) {
-      // The SwiGLU GEMM over the rows interleaved (compressed, so the copy goes once compressed);
-      // the plain CUTLASS GEMM only without a library.
+      // The SwiGLU GEMM, compressed from an interleaved copy of the slided operand (freed after
+      // compression); the plain CUTLASS GEMM only without a library.
       DeviceBuffer wi;
       SS_RETURN_IF_ERROR(interleave_rows(wslided.get(), w.N,
                                          static_cast<size_t>(l->K_out_) * dtype_size(gin), wi, s));

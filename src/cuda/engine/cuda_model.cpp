@@ -256,13 +256,17 @@ struct MemEstimate {
 // gate|up GEMM's CUTLASS epilogue where that GEMM runs CUTLASS (LinearConfig::gate_up_swiglu,
 // GpuLinear::forward_swiglu; with SLIDESPARSE_SWIGLU=fast only, the epilogue's element): the
 // N-wide gate|up output is never written, the down projection's prologue quantizes h.
+// True when both switches ask for it (the one rule of the engine and its memory estimate).
 Expected<bool> swiglu_epilogue_env() {
   const char* v = std::getenv("SLIDESPARSE_SWIGLU_EPILOGUE");
   if (!v || !*v) return false;
   const std::string s(v);
-  if (s == "on") return true;
-  if (s == "off") return false;
-  return invalid_argument("SLIDESPARSE_SWIGLU_EPILOGUE: '" + s + "' (expected on or off)");
+  if (s != "on" && s != "off")
+    return invalid_argument("SLIDESPARSE_SWIGLU_EPILOGUE: '" + s + "' (expected on or off)");
+  kernels::SiluMath math = kernels::SiluMath::kFast;
+  if (const char* m = std::getenv("SLIDESPARSE_SWIGLU"); m && *m)
+    SS_RETURN_IF_ERROR(kernels::silu_math_parse(m, &math));
+  return s == "on" && math == kernels::SiluMath::kFast;
 }
 
 MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode q, LinearMode mode,
@@ -271,10 +275,8 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
   // The SwiGLU epilogue's dense gate|up layers keep a second, row-interleaved weight copy.
   auto eff_dense = effective_gemm_backend(backend, false, q, act);
   auto sw_env = swiglu_epilogue_env();
-  const char* silu_env = std::getenv("SLIDESPARSE_SWIGLU");
   const bool swiglu_copy = q != QuantMode::kNone && act == DType::kBF16 && eff_dense.ok() &&
-                           *eff_dense != GemmBackend::kLibrary && sw_env.ok() && *sw_env &&
-                           !(silu_env && std::string(silu_env) == "exact");
+                           *eff_dense != GemmBackend::kLibrary && sw_env.ok() && *sw_env;
   // kBest keeps two compressed copies of each sparse weight (cuSPARSELt's and CUTLASS's).
   auto eff = effective_gemm_backend(backend, true, q, act);
   const size_t sparse_copies = eff.ok() && *eff == GemmBackend::kBest ? 2 : 1;
@@ -290,7 +292,7 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
                sparse = nm && mode != LinearMode::kDense;
     if (dense) {
       one += est_dense(s.N, s.K, q, act);
-      if (i == 2 && swiglu_copy && s.N % 16 == 0) one += est_dense(s.N, s.K, q, act);
+      if (i == kGateUp && swiglu_copy && s.N % 16 == 0) one += est_dense(s.N, s.K, q, act);
       e.plain_input = e.plain_input || q == QuantMode::kNone;
       e.xq_row = std::max(e.xq_row, static_cast<size_t>(round_up(s.K, 16)) * es_in);
     }
@@ -368,7 +370,6 @@ class CudaModelImpl final : public CudaModel {
       if (!st.ok()) return invalid_argument("SLIDESPARSE_SWIGLU: " + st.message());
     }
     SS_ASSIGN_OR_RETURN(m->swiglu_epilogue_, swiglu_epilogue_env());
-    m->swiglu_epilogue_ = m->swiglu_epilogue_ && m->silu_math_ == kernels::SiluMath::kFast;
     m->cfg_ = c;
     m->T_ = opt.act_dtype;
     m->max_batch_ = opt.max_batch;
