@@ -103,12 +103,6 @@ struct LinearConfig {
   std::shared_ptr<LinearScratch> scratch;  // null: the layer has its own
   GemmBackend sparse_backend = GemmBackend::kDefault;
   GemmBackend dense_backend = GemmBackend::kDefault;
-  // The layer is a fused gate|up projection, [gate (F rows); up (F rows)], N = 2F: where it has
-  // a CUTLASS GEMM (W8A8, bf16 activations, sm_90) and N % 16 == 0, that GEMM is built on the
-  // rows interleaved for the SwiGLU epilogue (forward_swiglu) and the layer's other forwards run
-  // the library GEMM at every M (with GemmBackend::kCutlass and no library: the plain CUTLASS GEMM
-  // too). The dense layer keeps a second, interleaved copy of its weight for it.
-  bool gate_up_swiglu = false;
 };
 
 // Where a layer's prologue writes its activation operand, so that the op before the layer
@@ -158,14 +152,6 @@ class GpuLinear {
   virtual bool fuses_residual() const { return false; }
   Status forward_residual(const void* x, void* res, int64_t M, void* stream);
   virtual Status forward_prepared_residual(void* res, int64_t M, void* stream);
-  // The SwiGLU epilogue of a gate|up layer (LinearConfig::gate_up_swiglu): h[M, N/2] (ld N/2, the
-  // activation dtype) = T(T(silu(g)) * u), the SiluMath::kFast element, of the g | u of the
-  // layer's CUTLASS fused forward, in one GEMM that never writes the N-wide output (int8: the
-  // same bits as forward + kernels::launch_silu_mul(kFast), whatever GEMM forward runs).
-  // swiglu_for(M): it runs for M tokens (else kUnsupported). prepared: the input slot holds x's
-  // operand already (as forward_prepared), else x is read.
-  virtual bool swiglu_for(int64_t) const { return false; }
-  virtual Status forward_swiglu(const void* x, bool prepared, void* h, int64_t M, void* stream);
   // After run_gemm (or forward with a bias or padding): host copy of the accumulators [M, N]
   // (I32 for int8, F32 for fp8, the activation dtype for bf16/fp16). Synchronizes the stream.
   virtual Status copy_accumulators(int64_t M, void* host, void* stream) = 0;

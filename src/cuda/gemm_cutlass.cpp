@@ -83,19 +83,4 @@ Status GemmCutlass::can_implement(int64_t M, int64_t ldd, bool fused) const {
   return Status::Ok();
 }
 
-Status GemmCutlass::can_implement_swiglu(int64_t M, int64_t ldh) const {
-  if (in_ != DType::kI8 && in_ != DType::kF8E4M3)
-    return invalid_argument("CUTLASS SwiGLU GEMM: int8 or fp8 inputs only");
-  if (N_ % 16 != 0)
-    return invalid_argument("CUTLASS SwiGLU GEMM: N=" + std::to_string(N_) +
-                            " must be a multiple of 16 (gate|up interleaved in blocks of 16)");
-  if (M <= 0 || M > (int64_t{1} << 30))
-    return invalid_argument("CUTLASS SwiGLU GEMM: M=" + std::to_string(M) +
-                            " must be in [1, 2^30]");
-  if (ldh < N_ / 2 || ldh % 8)
-    return invalid_argument("CUTLASS SwiGLU GEMM: ldh=" + std::to_string(ldh) +
-                            " must be >= " + std::to_string(N_ / 2) + " and a multiple of 8");
-  return Status::Ok();
-}
-
 }  // namespace slidesparse::cuda

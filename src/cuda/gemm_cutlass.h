@@ -73,18 +73,6 @@ class GemmCutlass {
   // Fused dequant + bias (+ residual), bf16 out. y: [M, ldy], columns [0, N_gemm) written.
   virtual Status run_fused(const void* x, const CutlassEpilogue& e, void* y, int64_t M, int64_t ldy,
                            int config, cudaStream_t stream) = 0;
-  // Fused dequant + bias + SwiGLU, for a gate|up weight whose rows are interleaved in blocks of
-  // 16 (rows 16b .. 16b+7: gate channels 8b .. 8b+7; rows 16b+8 .. 16b+15: up channels 8b ..
-  // 8b+7; interleave_gate_up below), s_w and bias likewise: h[m, f] =
-  // bf16(bf16(silu(g)) * u) (kernels/silu_mul's SiluMath::kFast element) of the bf16 values g, u
-  // run_fused would write, so h is bit-identical to run_fused + launch_silu_mul on the
-  // de-interleaved output; the N-wide output is never written. N % 16 == 0; h: [M, ldh] bf16,
-  // columns [0, N/2) written, ldh >= N/2 and a multiple of 8. error: optional device int set to 1
-  // if the epilogue's register layout does not pair gate and up (never, for the compiled
-  // configurations; the tests read it).
-  virtual Status run_swiglu(const void* x, const CutlassEpilogue& e, void* h, int64_t M,
-                            int64_t ldh, int config, cudaStream_t stream, int* error = nullptr) = 0;
-  Status can_implement_swiglu(int64_t M, int64_t ldh) const;
 
  protected:
   GemmCutlass() = default;
@@ -92,13 +80,6 @@ class GemmCutlass {
   int64_t N_ = 0, K_pad_ = 0;
   bool sparse_ = true;
 };
-
-// The row order run_swiglu reads: row i of the result = row interleave_gate_up_row(i, F) of the
-// [gate (F rows); up (F rows)] concatenation, F % 8 == 0.
-inline int64_t interleave_gate_up_row(int64_t i, int64_t F) {
-  const int64_t b = i / 16, r = i % 16;
-  return r < 8 ? b * 8 + r : F + b * 8 + (r - 8);
-}
 
 // True when this build has the CUTLASS kernels (SLIDESPARSE_CUTLASS=ON); the device must still
 // be sm_90 (create_* say kUnsupported otherwise).

@@ -111,33 +111,6 @@ Status upload_padded(DeviceBuffer& b, const float* host, int64_t n, int64_t n_pa
   return Status::Ok();
 }
 
-// The SwiGLU epilogue's operands (LinearConfig::gate_up_swiglu): a per-channel vector [N]
-// uploaded in interleave_gate_up_row order, and rows [0, N) of a device weight (row_bytes each)
-// copied so (two 2D copies: the gate blocks, the up blocks).
-Status upload_interleaved(DeviceBuffer& b, const float* host, int64_t N, cudaStream_t s) {
-  std::vector<float> v(static_cast<size_t>(N));
-  for (int64_t i = 0; i < N; ++i) v[i] = host[interleave_gate_up_row(i, N / 2)];
-  SS_RETURN_IF_ERROR(upload(b, v.data(), v.size() * sizeof(float), s));
-  SS_CUDA_TRY(cudaStreamSynchronize(s));  // v is freed next
-  return Status::Ok();
-}
-Status interleave_rows(const void* w, int64_t N, size_t row_bytes, DeviceBuffer& out,
-                       cudaStream_t s) {
-  const size_t blk = 8 * row_bytes;
-  const int64_t F = N / 2;
-  SS_RETURN_IF_ERROR(out.reserve(static_cast<size_t>(N) * row_bytes));
-  auto* dst = static_cast<uint8_t*>(out.get());
-  const auto* src = static_cast<const uint8_t*>(w);
-  SS_CUDA_TRY(cudaMemcpy2DAsync(dst, 2 * blk, src, blk, blk, F / 8, cudaMemcpyDeviceToDevice, s));
-  SS_CUDA_TRY(cudaMemcpy2DAsync(dst + blk, 2 * blk, src + F * row_bytes, blk, blk, F / 8,
-                                cudaMemcpyDeviceToDevice, s));
-  return Status::Ok();
-}
-// The layer gets the SwiGLU GEMM: asked for, a CUTLASS layer, bf16 activations, N % 16 == 0.
-bool wants_swiglu(const LinearConfig& cfg, bool cut, int64_t N) {
-  return cfg.gate_up_swiglu && cut && cfg.act_dtype == DType::kBF16 && N % 16 == 0;
-}
-
 // CUTLASS GEMM with the fused dequant + bias epilogue into y [M, N] bf16 (with `res`: y = res =
 // bf16(res + that), the residual form). The kernel writes N_gemm = round_up(N, 8) columns with
 // 16-byte aligned rows: other N go through `scratch` [M, ld_scratch] and a 2D copy (residual
@@ -157,14 +130,6 @@ Status cutlass_fused_forward(GemmCutlass& g, int config, const void* xq, const f
   SS_CUDA_TRY(cudaMemcpy2DAsync(y, N * 2, scratch.get(), ld_scratch * 2, N * 2, M,
                                 cudaMemcpyDeviceToDevice, s));
   return Status::Ok();
-}
-
-// forward_swiglu's GEMM: h [M, N/2] from the prologue's codes and scales in `sc` (the layer's
-// scratch), with the interleaved per-channel scales / bias of the SwiGLU GEMM g.
-Status cutlass_swiglu_forward(GemmCutlass& g, int config, LinearScratch& sc, const DeviceBuffer& sw,
-                              const DeviceBuffer* bias, void* h, int64_t M, cudaStream_t s) {
-  CutlassEpilogue e{sc.sx.as<float>(), sw.as<float>(), bias ? bias->as<float>() : nullptr, nullptr};
-  return g.run_swiglu(sc.xq.get(), e, h, M, g.N() / 2, config, s);
 }
 
 // The CUTLASS configuration of g for M tokens: the tuned one ("cutlass" entries, nearest
@@ -211,7 +176,7 @@ class DenseLinear final : public GpuLinear {
     l->prec_ = precision_name(cfg.act_dtype, q);
     l->be_ = be;
     const bool q8 = q != QuantMode::kNone;
-    bool cut = be != GemmBackend::kLibrary;        // kCutlass or kBest
+    const bool cut = be != GemmBackend::kLibrary;  // kCutlass or kBest
     const bool lib = be != GemmBackend::kCutlass;  // kLibrary or kBest
     l->K_al_ = cut ? round_up(K, 64) : q8 ? round_up(K, 16) : K;
     l->N_ld_ = q8 ? round_up(N, 16) : N;
@@ -236,15 +201,6 @@ class DenseLinear final : public GpuLinear {
     if (bias) SS_RETURN_IF_ERROR(upload_padded(l->bias_, bias, N, l->N_ld_, 0.0f, s));
     l->has_bias_ = bias != nullptr;
     SS_CUDA_TRY(cudaStreamSynchronize(s));
-    if (wants_swiglu(cfg, cut, N)) {
-      // The SwiGLU GEMM over an interleaved copy; the plain CUTLASS GEMM only without a library.
-      SS_RETURN_IF_ERROR(
-          interleave_rows(l->w_.get(), N, static_cast<size_t>(l->K_al_) * es, l->wsw_, s));
-      SS_ASSIGN_OR_RETURN(l->cgs_, GemmCutlass::create_dense(l->gin_, N, l->K_al_, l->wsw_.get()));
-      SS_RETURN_IF_ERROR(upload_interleaved(l->sws_, scales, N, s));
-      if (bias) SS_RETURN_IF_ERROR(upload_interleaved(l->biass_, bias, N, s));
-      cut = !lib;
-    }
     if (cut) {
       SS_ASSIGN_OR_RETURN(l->cg_, GemmCutlass::create_dense(l->gin_, N, l->K_al_, l->w_.get()));
     }
@@ -256,22 +212,13 @@ class DenseLinear final : public GpuLinear {
   }
 
   std::string describe() const override {
-    return std::string(!cg_    ? "dense cuBLASLt"
-                       : gemm_ ? "dense cuBLASLt|CUTLASS"
-                               : "dense CUTLASS") +
-           (cgs_ ? "+SwiGLU " : " ") + prec_ + " N=" + std::to_string(N_) +
-           " K=" + std::to_string(K_);
+    return std::string(!cg_    ? "dense cuBLASLt "
+                       : gemm_ ? "dense cuBLASLt|CUTLASS "
+                               : "dense CUTLASS ") +
+           prec_ + " N=" + std::to_string(N_) + " K=" + std::to_string(K_);
   }
-  // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M (not with the SwiGLU
-  // GEMM: then it runs only forward_swiglu).
-  bool cut_for(int64_t M) const { return cg_ && runs_cutlass(be_, M); }
-  bool swiglu_for(int64_t M) const override { return cgs_ && runs_cutlass(be_, M); }
-  Status forward_swiglu(const void* x, bool prepared, void* h, int64_t M, void* stream) override {
-    if (!swiglu_for(M)) return GpuLinear::forward_swiglu(x, prepared, h, M, stream);
-    SS_RETURN_IF_ERROR(prepared ? reserve(M) : run_prologue(x, M, stream));
-    return cutlass_swiglu_forward(*cgs_, cutlass_config(*cgs_, tuning_, prec_, "dense", N_, K_, M),
-                                  *sc_, sws_, has_bias_ ? &biass_ : nullptr, h, M, S(stream));
-  }
+  // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M.
+  bool cut_for(int64_t M) const { return runs_cutlass(be_, M); }
 
   Status reserve(int64_t M) override {
     SS_RETURN_IF_ERROR(check_m(M));
@@ -413,10 +360,8 @@ class DenseLinear final : public GpuLinear {
   GemmBackend be_ = GemmBackend::kLibrary;  // resolved: kLibrary, kCutlass or kBest
   const void* x_ = nullptr;
   std::unique_ptr<GemmDense> gemm_;
-  std::unique_ptr<GemmCutlass> cg_;   // the CUTLASS GEMM over w_ (kCutlass: gemm_ is null)
-  std::unique_ptr<GemmCutlass> cgs_;  // the SwiGLU GEMM over wsw_ (gate_up_swiglu)
+  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS GEMM over w_ (kCutlass: gemm_ is null)
   DeviceBuffer w_, sw_, bias_, yscratch_;
-  DeviceBuffer wsw_, sws_, biass_;  // w_, sw_, bias_ rows interleaved (gate_up_swiglu)
   std::shared_ptr<LinearScratch> sc_;
 };
 
@@ -439,7 +384,7 @@ class SparseLinear final : public GpuLinear {
     SS_ASSIGN_OR_RETURN(GemmBackend be,
                         resolve_backend(cfg.sparse_backend, "SLIDESPARSE_SPARSE_BACKEND",
                                         q != QuantMode::kNone, cfg.act_dtype));
-    bool cut = be != GemmBackend::kLibrary;        // kCutlass or kBest
+    const bool cut = be != GemmBackend::kLibrary;  // kCutlass or kBest
     const bool lib = be != GemmBackend::kCutlass;  // kLibrary or kBest
     if (be == GemmBackend::kCutlass && q == QuantMode::kNone)
       return unsupported("sparse linear: the CUTLASS backend runs int8 and fp8 only, not " +
@@ -471,18 +416,6 @@ class SparseLinear final : public GpuLinear {
                                                    w.N, w.K, wslided.get(), l->N_pad_, l->K_out_,
                                                    s));
     // kBest: both compressed weights from the one slided operand (the formats differ).
-    if (wants_swiglu(cfg, cut, w.N)) {
-      // The SwiGLU GEMM, compressed from an interleaved copy of the slided operand (freed after
-      // compression); the plain CUTLASS GEMM only without a library.
-      DeviceBuffer wi;
-      SS_RETURN_IF_ERROR(interleave_rows(wslided.get(), w.N,
-                                         static_cast<size_t>(l->K_out_) * dtype_size(gin), wi, s));
-      SS_ASSIGN_OR_RETURN(l->cgs_,
-                          GemmCutlass::create_sparse(gin, w.N, l->K_out_, l->K_out_, wi.get(), s));
-      SS_RETURN_IF_ERROR(upload_interleaved(l->sws_, w.scales.data(), w.N, s));
-      if (bias) SS_RETURN_IF_ERROR(upload_interleaved(l->biass_, bias, w.N, s));
-      cut = !lib;
-    }
     if (cut) {
       SS_ASSIGN_OR_RETURN(
           l->cg_, GemmCutlass::create_sparse(gin, w.N, l->K_out_, l->K_out_, wslided.get(), s));
@@ -500,23 +433,15 @@ class SparseLinear final : public GpuLinear {
   }
 
   std::string describe() const override {
-    return std::string(!cg_    ? "sparse cuSPARSELt"
-                       : gemm_ ? "sparse cuSPARSELt|CUTLASS"
-                               : "sparse CUTLASS") +
-           (cgs_ ? "+SwiGLU " : " ") + prec_ + " " + p_.str() + " N=" + std::to_string(N_) +
-           " K=" + std::to_string(K_) + " K'=" + std::to_string(K_out_);
+    return std::string(!cg_    ? "sparse cuSPARSELt "
+                       : gemm_ ? "sparse cuSPARSELt|CUTLASS "
+                               : "sparse CUTLASS ") +
+           prec_ + " " + p_.str() + " N=" + std::to_string(N_) + " K=" + std::to_string(K_) +
+           " K'=" + std::to_string(K_out_);
   }
   int64_t k_lifted() const { return K_out_; }
-  // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M (not with the SwiGLU
-  // GEMM: then it runs only forward_swiglu).
-  bool cut_for(int64_t M) const { return cg_ && runs_cutlass(be_, M); }
-  bool swiglu_for(int64_t M) const override { return cgs_ && runs_cutlass(be_, M); }
-  Status forward_swiglu(const void* x, bool prepared, void* h, int64_t M, void* stream) override {
-    if (!swiglu_for(M)) return GpuLinear::forward_swiglu(x, prepared, h, M, stream);
-    SS_RETURN_IF_ERROR(prepared ? reserve(M) : run_prologue(x, M, stream));
-    return cutlass_swiglu_forward(*cgs_, cutlass_config(*cgs_, tuning_, prec_, p_.str(), N_, K_, M),
-                                  *sc_, sws_, has_bias_ ? &biass_ : nullptr, h, M, S(stream));
-  }
+  // CUTLASS runs M tokens: the only GEMM, or kBest's pick for large M.
+  bool cut_for(int64_t M) const { return runs_cutlass(be_, M); }
 
   Status reserve(int64_t M) override {
     SS_RETURN_IF_ERROR(check_m(M));
@@ -672,10 +597,8 @@ class SparseLinear final : public GpuLinear {
   std::string prec_;
   GemmBackend be_ = GemmBackend::kLibrary;  // resolved: kLibrary, kCutlass or kBest
   std::unique_ptr<GemmSparse24> gemm_;
-  std::unique_ptr<GemmCutlass> cg_;   // the CUTLASS GEMM (kCutlass: gemm_ is null)
-  std::unique_ptr<GemmCutlass> cgs_;  // the SwiGLU GEMM, rows interleaved (gate_up_swiglu)
+  std::unique_ptr<GemmCutlass> cg_;  // the CUTLASS GEMM (kCutlass: gemm_ is null)
   DeviceBuffer sw_, bias_, yscratch_;
-  DeviceBuffer sws_, biass_;  // sw_, bias_ interleaved (gate_up_swiglu)
   std::shared_ptr<LinearScratch> sc_;
 };
 
@@ -730,10 +653,6 @@ class AutoLinear final : public GpuLinear {
   bool fuses_residual() const override { return q_ != QuantMode::kNone; }
   Status forward_prepared_residual(void* res, int64_t M, void* s) override {
     return pick(M)->forward_prepared_residual(res, M, s);
-  }
-  bool swiglu_for(int64_t M) const override { return pick(M)->swiglu_for(M); }
-  Status forward_swiglu(const void* x, bool prepared, void* h, int64_t M, void* s) override {
-    return pick(M)->forward_swiglu(x, prepared, h, M, s);
   }
   Status copy_accumulators(int64_t M, void* host, void* s) override {
     return pick(M)->copy_accumulators(M, host, s);
@@ -881,12 +800,6 @@ Status GpuLinear::forward_residual(const void* x, void* res, int64_t M, void* st
   SS_RETURN_IF_ERROR(run_prologue(x, M, stream));
   return forward_prepared_residual(res, M, stream);
 }
-
-Status GpuLinear::forward_swiglu(const void*, bool, void*, int64_t M, void*) {
-  return unsupported("linear: no SwiGLU epilogue for M=" + std::to_string(M) + " (" + describe() +
-                     ")");
-}
-
 Status GpuLinear::forward_prepared_residual(void*, int64_t, void*) {
   return unsupported(describe() + ": no residual epilogue (W8A8 layers only): call forward");
 }

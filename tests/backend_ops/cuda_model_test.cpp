@@ -28,7 +28,6 @@
 #include <vector>
 
 #include "backend_ops/gpu_test_util.h"
-#include "cuda/gemm_cutlass.h"
 #include "slidesparse/checkpoint.h"
 #include "slidesparse/cuda_model.h"
 #include "slidesparse/model.h"
@@ -626,36 +625,6 @@ SwitchRun run_with_env(const std::string& dir, const CudaModelOptions& o, const 
   return r;
 }
 
-// The W8A8 engines of the switch tests: tiny-qwen2 int8 6:8 and fp8 2:4 (SlideSparse
-// checkpoints) and int8 dense (a plain HF checkpoint quantized at load); 2 sequences x 32.
-struct W8A8Case {
-  const char* pattern;
-  QuantMode q, dense_quant;
-  std::string name() const {
-    return std::string(pattern) + " " + quant_mode_name(q) + " dense_quant " +
-           quant_mode_name(dense_quant);
-  }
-  std::string load(CudaModelOptions* o) const {
-    o->max_batch = 2;
-    o->max_ctx = 32;
-    o->dense_quant = dense_quant;
-    return checkpoint("tiny-qwen2", pattern, q);
-  }
-};
-const W8A8Case kW8A8Cases[] = {{"6:8", QuantMode::kInt8, QuantMode::kNone},
-                               {"2:4", QuantMode::kFp8, QuantMode::kNone},
-                               {"hf", QuantMode::kNone, QuantMode::kInt8}};
-
-// Two SwitchRuns of switches that must not change a bit: the same tokens and logits (NaN = NaN).
-void expect_identical(const SwitchRun& a, const SwitchRun& b) {
-  ASSERT_TRUE(a.ok && b.ok);
-  EXPECT_EQ(a.tokens, b.tokens);
-  size_t differ = 0;
-  for (size_t i = 0; i < a.logits.size(); ++i)
-    differ += !(a.logits[i] == b.logits[i] || (std::isnan(a.logits[i]) && std::isnan(b.logits[i])));
-  EXPECT_EQ(differ, 0u) << "logits differ (of " << a.logits.size() << ")";
-}
-
 // The default fast SwiGLU (SiluMath::kFast: within 1-2 ulps of T per element, engine_kernels_test)
 // against SLIDESPARSE_SWIGLU=exact (bit-identical to the CPU reference's SiLU) on the same model:
 // W8A8 6:8 (the fused SwiGLU prologue) and bf16 dense (the plain SwiGLU kernel), a batched
@@ -692,42 +661,30 @@ TEST(CudaModel, FastSwigluMatchesExactEndToEnd) {
 // sparse, and int8 dense (a plain HF checkpoint quantized at load).
 TEST(CudaModel, NormWarpKernelMatchesCtaKernel) {
   SS_SKIP_WITHOUT_GPU();
-  for (const W8A8Case& c : kW8A8Cases) {
-    SCOPED_TRACE(c.name());
+  struct Case {
+    const char* pattern;
+    QuantMode q;
+    QuantMode dense_quant;
+  };
+  for (const Case& c : {Case{"6:8", QuantMode::kInt8, QuantMode::kNone},
+                        Case{"2:4", QuantMode::kFp8, QuantMode::kNone},
+                        Case{"hf", QuantMode::kNone, QuantMode::kInt8}}) {
+    SCOPED_TRACE(std::string(c.pattern) + " " + quant_mode_name(c.q) + " dense_quant " +
+                 quant_mode_name(c.dense_quant));
+    const std::string dir = checkpoint("tiny-qwen2", c.pattern, c.q);
     CudaModelOptions o;
-    const std::string dir = c.load(&o);
-    expect_identical(run_with_env(dir, o, "SLIDESPARSE_NORM", "cta", 43),
-                     run_with_env(dir, o, "SLIDESPARSE_NORM", "auto", 43));
-  }
-}
-
-// SLIDESPARSE_SWIGLU_EPILOGUE=on (the SwiGLU in the gate|up GEMM's CUTLASS epilogue,
-// GpuLinear::forward_swiglu, then the down projection's prologue) against off (the GEMM's bf16
-// gate|up output, then the fused SwiGLU prologue): the same h by construction, so identical logits
-// and tokens -- CUTLASS at every M (GemmBackend::kCutlass), int8 6:8, fp8 2:4 and int8 dense.
-// The description says the epilogue is in use.
-TEST(CudaModel, SwigluEpilogueMatchesSwigluKernel) {
-  SS_SKIP_WITHOUT_GPU();
-  int sm = 0;
-  if (!cuda::cutlass_built() || !cuda::check_device(&sm).ok() || sm != 90)
-    GTEST_SKIP() << "needs the CUTLASS build and an sm_90 GPU";
-  for (const W8A8Case& c : kW8A8Cases) {
-    SCOPED_TRACE(c.name());
-    CudaModelOptions o;
-    const std::string dir = c.load(&o);
-    o.gemm_backend = GemmBackend::kCutlass;
-    expect_identical(run_with_env(dir, o, "SLIDESPARSE_SWIGLU_EPILOGUE", "off", 47),
-                     run_with_env(dir, o, "SLIDESPARSE_SWIGLU_EPILOGUE", "on", 47));
-    ::setenv("SLIDESPARSE_SWIGLU_EPILOGUE", "on", 1);
-    auto m = load_or_die(dir, o);
-    ::setenv("SLIDESPARSE_SWIGLU_EPILOGUE", "maybe", 1);
-    auto bad = CudaModel::load(dir, o);
-    ::unsetenv("SLIDESPARSE_SWIGLU_EPILOGUE");
-    ASSERT_TRUE(m);
-    EXPECT_NE(m->description().find("SwiGLU epilogue"), std::string::npos) << m->description();
-    EXPECT_FALSE(bad.ok());
-    if (!bad.ok())
-      EXPECT_NE(bad.status().message().find("SLIDESPARSE_SWIGLU_EPILOGUE"), std::string::npos);
+    o.max_batch = 2;
+    o.max_ctx = 32;
+    o.dense_quant = c.dense_quant;
+    const SwitchRun cta = run_with_env(dir, o, "SLIDESPARSE_NORM", "cta", 43);
+    const SwitchRun warp = run_with_env(dir, o, "SLIDESPARSE_NORM", "auto", 43);
+    ASSERT_TRUE(cta.ok && warp.ok);
+    EXPECT_EQ(cta.tokens, warp.tokens);
+    size_t differ = 0;
+    for (size_t i = 0; i < cta.logits.size(); ++i)
+      differ += !(cta.logits[i] == warp.logits[i] ||
+                  (std::isnan(cta.logits[i]) && std::isnan(warp.logits[i])));
+    EXPECT_EQ(differ, 0u) << "logits differ (of " << cta.logits.size() << ")";
   }
 }
 

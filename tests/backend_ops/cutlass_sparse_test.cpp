@@ -4,8 +4,7 @@
 // epilogue (also with the residual add); odd M (1, 7, 19), N = 111 (padding), K not a multiple
 // of 64; the linear layers with the CUTLASS backend against the cuSPARSELt / cuBLASLt ones on the
 // same weights (int8: identical outputs, also in the residual forms), for 2:4 and the slided 6:8;
-// the SwiGLU epilogue (run_swiglu) against run_fused + launch_silu_mul; bad input. Skips without an
-// sm_90 GPU or a CUTLASS build.
+// bad input. Skips without an sm_90 GPU or a CUTLASS build.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,7 +15,6 @@
 
 #include "backend_ops/gpu_test_util.h"
 #include "cuda/gemm_cutlass.h"
-#include "cuda/kernels/silu_mul.cuh"
 #include "slidesparse/linear.h"
 #include "slidesparse/nm_tensor.h"
 #include "slidesparse/reference.h"
@@ -234,92 +232,6 @@ TEST(Sm90_CutlassDenseGemm_TN, Int8AndFp8GemmOnlyAndFused) {
     }
 }
 
-// run_swiglu (the fused SwiGLU epilogue) for one configuration: the GEMM over a gate|up weight
-// whose rows are interleaved in blocks of 16 writes h [M, F] = bf16(bf16(silu(g)) * u) -- the
-// same bits as run_fused (tested above against the CPU reference) on the same weight, its
-// output de-interleaved and then launch_silu_mul (kFast, the engine's kernel, tested against the
-// CPU reference in engine_kernels_test). Columns past F untouched, the error flag clear.
-void check_swiglu(cuda::GemmCutlass& g, int config, const Shape3& s, uint64_t seed) {
-  SCOPED_TRACE("swiglu config " + std::to_string(config) + ": " + g.config_name(config));
-  const DType t = g.in_dtype();
-  const int64_t M = s.M, N = s.N, K = s.K, F = N / 2;
-  ASSERT_EQ(N % 16, 0);
-  auto x = random_codes(t, M, K, seed);
-  auto dx = to_device(x);
-  auto sx = random_f32(M, seed + 1, 0.05f);
-  auto sw = random_f32(N, seed + 2, 0.05f);
-  auto bias = random_f32(N, seed + 3, 2.0f);
-  auto dsx = to_device(sx), dsw = to_device(sw), dbias = to_device(bias);
-  for (bool with_bias : {true, false}) {
-    SCOPED_TRACE(with_bias ? "bias" : "no bias");
-    cuda::CutlassEpilogue e{dsx.as<float>(), dsw.as<float>(),
-                            with_bias ? dbias.as<float>() : nullptr, nullptr};
-    // The reference: run_fused's gate|up rows (interleaved) -> [M, 2F] gate|up -> SwiGLU.
-    auto dy = poisoned(static_cast<size_t>(M * N) * 2, 0xFF);
-    SS_ASSERT_OK(g.run_fused(dx.get(), e, dy.get(), M, N, config, nullptr));
-    auto y = to_host<uint16_t>(dy, M * N);
-    std::vector<uint16_t> gu(static_cast<size_t>(M * N));
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t i = 0; i < N; ++i) gu[m * N + cuda::interleave_gate_up_row(i, F)] = y[m * N + i];
-    auto dgu = to_device(gu);
-    auto dref = poisoned(static_cast<size_t>(M * F) * 2, 0xFF);
-    SS_ASSERT_OK(cuda::kernels::launch_silu_mul(DType::kBF16, dgu.get(), N, M, F, dref.get(),
-                                                nullptr, cuda::kernels::SiluMath::kFast));
-    auto ref = to_host<uint16_t>(dref, M * F);
-    const int64_t ldh = F + 8;
-    auto dh = poisoned(static_cast<size_t>(M * ldh) * 2, 0x7F);
-    auto derr = to_device(std::vector<int>{0});
-    SS_ASSERT_OK(g.run_swiglu(dx.get(), e, dh.get(), M, ldh, config, nullptr, derr.as<int>()));
-    auto h = to_host<uint16_t>(dh, M * ldh);
-    EXPECT_EQ(to_host<int>(derr, 1)[0], 0) << "the epilogue did not pair gate and up rows";
-    for (int64_t m = 0; m < M; ++m) {
-      for (int64_t f = 0; f < F; ++f)
-        ASSERT_EQ(h[m * ldh + f], ref[m * F + f])
-            << "m=" << m << " f=" << f << ": " << bf16_to_float(h[m * ldh + f]) << " vs "
-            << bf16_to_float(ref[m * F + f]);
-      for (int64_t f = F; f < ldh; ++f)
-        ASSERT_EQ(h[m * ldh + f], 0x7F7F) << "wrote past F at f=" << f;
-    }
-  }
-}
-
-// Shapes of the SwiGLU GEMM (N = 2F, a multiple of 16): one tile, odd M, a partial last tile of
-// rows (N = 528 with 128- and 256-row tiles) and of tokens.
-const Shape3 kSwigluShapes[] = {{1, 64, 64}, {7, 128, 192}, {300, 528, 1088}};
-
-TEST(Sm90_CutlassGemm_TN, SwigluEpilogueMatchesFusedThenSiluMul) {
-  SS_SKIP_WITHOUT_CUTLASS();
-  uint64_t seed = 1311;
-  for (bool sparse : {true, false})
-    for (DType t : {DType::kI8, DType::kF8E4M3})
-      for (const Shape3& s : kSwigluShapes) {
-        SCOPED_TRACE(std::string(sparse ? "2:4 " : "dense ") + dtype_name(t) +
-                     " M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) +
-                     " K=" + std::to_string(s.K));
-        auto w = sparse ? random_24(t, s.N, s.N, s.K, ++seed) : random_codes(t, s.N, s.K, ++seed);
-        auto dw = to_device(w);
-        auto g = sparse ? cuda::GemmCutlass::create_sparse(t, s.N, s.K, s.K, dw.get(), nullptr)
-                        : cuda::GemmCutlass::create_dense(t, s.N, s.K, dw.get());
-        SS_ASSERT_OK(g.status());
-        for (int c = 0; c < (*g)->configs(); ++c) check_swiglu(**g, c, s, ++seed);
-        // Bad shapes: N not a multiple of 16, ldh too small or unaligned.
-        auto dh = poisoned(static_cast<size_t>(s.M * s.N) * 2);
-        cuda::CutlassEpilogue e{nullptr, nullptr, nullptr, nullptr};
-        EXPECT_FALSE((*g)->run_swiglu(nullptr, e, dh.get(), s.M, s.N / 2, 0, nullptr).ok());
-        EXPECT_FALSE((*g)->can_implement_swiglu(s.M, s.N / 2 - 8).ok());
-        EXPECT_FALSE((*g)->can_implement_swiglu(s.M, s.N / 2 + 4).ok());
-        EXPECT_FALSE((*g)->can_implement_swiglu(0, s.N / 2).ok());
-        EXPECT_TRUE((*g)->can_implement_swiglu(s.M, s.N / 2).ok());
-      }
-  auto w = random_24(DType::kI8, 24, 32, 64, 5);
-  auto dw = to_device(w);
-  auto g = cuda::GemmCutlass::create_sparse(DType::kI8, 24, 64, 64, dw.get(), nullptr);
-  SS_ASSERT_OK(g.status());
-  const Status st = (*g)->can_implement_swiglu(4, 16);
-  EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("multiple of 16"), std::string::npos) << st.message();
-}
-
 // The layers: CUTLASS backend vs the library backend on the same compact weights.
 struct LayerCase {
   int64_t M, N, K;
@@ -496,79 +408,6 @@ TEST(Sm90_CutlassLinear_int8, BestPicksPerMBitForBit) {
     SS_ASSERT_OK(l.status());
     EXPECT_EQ((*l)->describe().find("CUTLASS"), std::string::npos) << (*l)->describe();
   }
-}
-
-// A gate|up layer made with LinearConfig::gate_up_swiglu under kBest: forward_swiglu from
-// kCutlassMinM tokens (the SwiGLU GEMM over the interleaved rows, scales and bias) writes the
-// same bits as forward (which then runs the library GEMM) + launch_silu_mul (int8; fp8 within a
-// stated tolerance: the library accumulates differently); below it, and for N % 16 != 0,
-// kUnsupported. 2:4 and 6:8 sparse, dense; with a bias; from x and prepared (the input slot).
-TEST(Sm90_CutlassLinear, GateUpSwigluMatchesForwardThenSiluMul) {
-  SS_SKIP_WITHOUT_CUTLASS();
-  uint64_t seed = 1700;
-  const int64_t F = 104, N = 2 * F, K = 200;
-  LinearConfig cfg;
-  cfg.sparse_backend = cfg.dense_backend = GemmBackend::kBest;
-  cfg.gate_up_swiglu = true;
-  for (QuantMode q : {QuantMode::kInt8, QuantMode::kFp8})
-    for (const char* ps : {"2:4", "6:8"})
-      for (LinearMode mode : {LinearMode::kSparse, LinearMode::kDense}) {
-        if (mode == LinearMode::kDense && std::string(ps) == "6:8") continue;
-        SCOPED_TRACE(std::string(quant_mode_name(q)) + " " + ps + " " + linear_mode_name(mode));
-        auto wf = random_f32(N * K, ++seed);
-        auto w = nm_compress(wf.data(), N, K, *Pattern::parse(ps), PruneMethod::kMagnitude, nullptr,
-                             q, DType::kBF16);
-        SS_ASSERT_OK(w.status());
-        auto bias = random_f32(N, ++seed, 0.5f);
-        auto l = make_linear(mode, *w, bias.data(), cfg);
-        SS_ASSERT_OK(l.status());
-        EXPECT_NE((*l)->describe().find("+SwiGLU"), std::string::npos) << (*l)->describe();
-        for (int64_t M : {kCutlassMinM - 1, kCutlassMinM, int64_t{600}}) {
-          SCOPED_TRACE("M=" + std::to_string(M));
-          Acts a = random_acts(DType::kBF16, M, K, ++seed);
-          auto dx = to_device(a.raw);
-          auto dh = poisoned(static_cast<size_t>(M * F) * 2, 0x7F);
-          if (M < kCutlassMinM) {
-            EXPECT_FALSE((*l)->swiglu_for(M));
-            EXPECT_EQ((*l)->forward_swiglu(dx.get(), false, dh.get(), M, nullptr).code(),
-                      StatusCode::kUnsupported);
-            continue;
-          }
-          ASSERT_TRUE((*l)->swiglu_for(M));
-          auto gu = layer_forward(**l, a, M, N);
-          auto dgu = to_device(gu);
-          auto dref = poisoned(static_cast<size_t>(M * F) * 2, 0xFF);
-          SS_ASSERT_OK(cuda::kernels::launch_silu_mul(DType::kBF16, dgu.get(), N, M, F, dref.get(),
-                                                      nullptr, cuda::kernels::SiluMath::kFast));
-          auto ref = to_host<uint16_t>(dref, M * F);
-          SS_ASSERT_OK((*l)->forward_swiglu(dx.get(), false, dh.get(), M, nullptr));
-          const auto h = to_host<uint16_t>(dh, M * F);
-          if (q == QuantMode::kInt8) {
-            ASSERT_EQ(h, ref);  // int8: the backends' outputs are the same bits
-          } else {
-            // fp8: the library and CUTLASS accumulate differently (g, u within 1 bf16 ulp, the
-            // WithinTolerance test): h within 4 ulps + 1e-3 of the largest.
-            float mx = 0.0f;
-            for (uint16_t v : ref) mx = std::max(mx, std::fabs(bf16_to_float(v)));
-            for (size_t i = 0; i < ref.size(); ++i) {
-              const float r = bf16_to_float(ref[i]), g = bf16_to_float(h[i]);
-              ASSERT_LE(std::fabs(g - r), 4 * bf16_ulp(r) + 1e-3f * mx) << "i=" << i;
-            }
-          }
-          auto dh2 = poisoned(static_cast<size_t>(M * F) * 2, 0x7F);
-          SS_ASSERT_OK((*l)->run_prologue(dx.get(), M, nullptr));
-          SS_ASSERT_OK((*l)->forward_swiglu(nullptr, true, dh2.get(), M, nullptr));
-          ASSERT_EQ(to_host<uint16_t>(dh2, M * F), h);  // the prepared path: the same bits
-        }
-      }
-  // N % 16 != 0: the flag is ignored (no SwiGLU GEMM), the layer is the plain kBest one.
-  auto w = nm_compress(random_f32(24 * 64, 3).data(), 24, 64, Pattern{2, 4},
-                       PruneMethod::kMagnitude, nullptr, QuantMode::kInt8, DType::kBF16);
-  SS_ASSERT_OK(w.status());
-  auto l = make_linear(LinearMode::kSparse, *w, nullptr, cfg);
-  SS_ASSERT_OK(l.status());
-  EXPECT_EQ((*l)->describe().find("+SwiGLU"), std::string::npos) << (*l)->describe();
-  EXPECT_FALSE((*l)->swiglu_for(600));
 }
 
 TEST(Sm90_CutlassLinear_fp8, WithinTolerance) {

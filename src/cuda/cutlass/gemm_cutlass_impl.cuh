@@ -17,7 +17,6 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/gemm_cutlass.h"
-#include "cuda/kernels/row_ops.cuh"
 
 // clang-format off
 #include "cutlass/cutlass.h"
@@ -116,143 +115,6 @@ struct DequantBiasResidualEvt {
   }
 };
 
-// The SwiGLU store (run_swiglu): the fused epilogue's bf16 values y of a gate|up weight whose rows
-// are interleaved in blocks of 16 -- rows 16b .. 16b+7 the gate channels 8b .. 8b+7, rows
-// 16b+8 .. 16b+15 the up channels of the same -- become h[token, 8b + i] =
-// bf16(bf16(silu_fast(g)) * u), kernels/silu_mul's kFast element, stored from registers straight
-// to global memory; D is not written (void), which halves the GEMM's output and leaves the SwiGLU
-// kernel nothing to do. The pairing needs no data movement: the sm90 epilogue hands each thread
-// its accumulators in the wgmma layout, fragment elements 4i, 4i+1 at rows r (tokens n, n+1) and
-// 4i+2, 4i+3 at rows r+8 of the same tokens, r % 16 < 8, and lane l ^ 4 holds row r ^ 1 (one
-// shuffle pairs two channels into a 4-byte store). The coordinates are checked: a thread whose
-// pairing differs writes nothing and raises the error flag, which the tests read.
-struct SwigluStore {
-  using ElementAux = cutlass::bfloat16_t;  // the collective's smem element type with D void
-  struct SharedStorage {};
-  struct Arguments {
-    cutlass::bfloat16_t* h = nullptr;  // [tokens, ldh]
-    int64_t ldh = 0;
-    int* error = nullptr;  // optional: set to 1 on a pairing the layout does not give
-  };
-  using Params = Arguments;
-
-  template <class ProblemShape>
-  static constexpr Params to_underlying_arguments(ProblemShape const&, Arguments const& args,
-                                                  void*) {
-    return args;
-  }
-  template <class ProblemShape>
-  static bool can_implement(ProblemShape const&, Arguments const& args) {
-    return args.h != nullptr;
-  }
-  template <class ProblemShape>
-  static size_t get_workspace_size(ProblemShape const&, Arguments const&) {
-    return 0;
-  }
-  template <class ProblemShape>
-  static cutlass::Status initialize_workspace(ProblemShape const&, Arguments const&, void*,
-                                              cudaStream_t, cutlass::CudaHostAdapter* = nullptr) {
-    return cutlass::Status::kSuccess;
-  }
-
-  CUTLASS_HOST_DEVICE SwigluStore() {}
-  CUTLASS_HOST_DEVICE SwigluStore(Params const& params, SharedStorage const&)
-      : params_ptr(&params) {}
-  Params const* params_ptr = nullptr;
-
-  CUTLASS_DEVICE bool is_producer_load_needed() const { return false; }
-  CUTLASS_DEVICE bool is_C_load_needed() const { return false; }
-  template <class... Args>
-  CUTLASS_DEVICE auto get_producer_load_callbacks(
-      cutlass::epilogue::fusion::detail::ProducerLoadArgs<Args...> const&) {
-    return cutlass::epilogue::fusion::detail::EmptyProducerLoadCallbacks{};
-  }
-
-  template <class CTensor, class ShapeMNL>
-  struct ConsumerStoreCallbacks : cutlass::epilogue::fusion::detail::EmptyConsumerStoreCallbacks {
-    CUTLASS_DEVICE ConsumerStoreCallbacks(CTensor&& tC_c, ShapeMNL shape_mnl, Params const* p)
-        : tC_c(cute::forward<CTensor>(tC_c)), shape_mnl(shape_mnl), params_ptr(p) {}
-    CTensor tC_c;  // (R2S, R2S_M, R2S_N, EPI_M, EPI_N) coordinates (channel row, token)
-    ShapeMNL shape_mnl;
-    Params const* params_ptr;
-
-    template <typename ElementAccumulator, typename ElementInput, int FragmentSize>
-    CUTLASS_DEVICE auto visit(cutlass::Array<ElementAccumulator, FragmentSize> const&, int epi_v,
-                              int epi_m, int epi_n,
-                              cutlass::Array<ElementInput, FragmentSize> const& y) {
-      static_assert(FragmentSize % 4 == 0, "SwiGLU store: fragments of 4 (wgmma rows r, r+8)");
-      static_assert(std::is_same_v<ElementInput, cutlass::bfloat16_t>);
-      Tensor c = tC_c(_, _, _, epi_m, epi_n);
-      const int rows = static_cast<int>(get<0>(shape_mnl));
-      const int tokens = static_cast<int>(get<1>(shape_mnl));
-      // Lanes l and l ^ 4 hold neighbouring channels (gate rows m, m ^ 1) of the same tokens n,
-      // n + 1: one shuffle gives the even lane channels (m, m + 1) of token n and the odd lane
-      // those of token n + 1, each stored as one bf16x2.
-      const bool odd = (threadIdx.x >> 2) & 1;
-      bool bad = false;
-      {
-        const auto c0 = c(epi_v * FragmentSize);
-        const int m0 = static_cast<int>(get<0>(c0)), n0 = static_cast<int>(get<1>(c0));
-        bad = __shfl_xor_sync(0xffffffffu, m0, 4) != (m0 ^ 1) ||
-              __shfl_xor_sync(0xffffffffu, n0, 4) != n0 || (m0 & 1) != static_cast<int>(odd);
-      }
-      __nv_bfloat16* h = reinterpret_cast<__nv_bfloat16*>(params_ptr->h);
-      CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < FragmentSize; i += 4) {
-        const auto cg = c(epi_v * FragmentSize + i);
-        const int m = static_cast<int>(get<0>(cg)), n = static_cast<int>(get<1>(cg));
-        __nv_bfloat16 hv[2];
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < 2; ++j) {
-          const auto cgj = c(epi_v * FragmentSize + i + j);
-          const auto cu = c(epi_v * FragmentSize + i + 2 + j);
-          bad |= (m & 15) >= 8 || static_cast<int>(get<0>(cgj)) != m ||
-                 static_cast<int>(get<1>(cgj)) != n + j || static_cast<int>(get<0>(cu)) != m + 8 ||
-                 static_cast<int>(get<1>(cu)) != n + j;
-          const cutlass::bfloat16_t g = y[i + j], u = y[i + 2 + j];
-          hv[j] = kernels::silu_mul_elem<__nv_bfloat16, false>(__ushort_as_bfloat16(g.raw()),
-                                                               __ushort_as_bfloat16(u.raw()));
-        }
-        const unsigned short got =
-            __shfl_xor_sync(0xffffffffu, __bfloat16_as_ushort(odd ? hv[0] : hv[1]), 4);
-        const int tok = n + (odd ? 1 : 0);
-        if (bad || m >= rows || tok >= tokens) continue;
-        __nv_bfloat162 pair;
-        pair.x = odd ? __ushort_as_bfloat16(got) : hv[0];
-        pair.y = odd ? hv[1] : __ushort_as_bfloat16(got);
-        const int ch = (m >> 4) * 8 + (m & 6);  // the pair's even channel
-        *reinterpret_cast<__nv_bfloat162*>(h + static_cast<int64_t>(tok) * params_ptr->ldh + ch) =
-            pair;
-      }
-      if (bad && params_ptr->error) *params_ptr->error = 1;
-      return y;
-    }
-  };
-
-  template <bool ReferenceSrc, class... Args>
-  CUTLASS_DEVICE auto get_consumer_store_callbacks(
-      cutlass::epilogue::fusion::detail::ConsumerStoreArgs<Args...> const& args) {
-    auto [M, N, K, L] = args.problem_shape_mnkl;
-    auto shape_mnl = make_shape(M, N, L);
-    Tensor coord = make_identity_tensor(shape_mnl);
-    Tensor tC_c = cutlass::epilogue::fusion::sm90_partition_for_epilogue<ReferenceSrc>(
-        coord, args.tile_shape_mnk, args.tile_coord_mnkl, args.epi_tile, args.tiled_copy,
-        args.thread_idx);
-    return ConsumerStoreCallbacks<decltype(tC_c), decltype(shape_mnl)>(cute::move(tC_c), shape_mnl,
-                                                                       params_ptr);
-  }
-};
-
-template <class TileShape>
-struct SwigluEvt {
-  using Base = DequantBiasEvt<TileShape>;
-  using Tree = cutlass::epilogue::fusion::Sm90EVT<SwigluStore, typename Base::Tree>;
-  static typename Tree::Arguments args(const CutlassEpilogue& e, void* h, int64_t ldh, int* error) {
-    return
-        typename Tree::Arguments{Base::args(e), {static_cast<cutlass::bfloat16_t*>(h), ldh, error}};
-  }
-};
-
 // One kernel configuration. ElementAB: int8_t or cutlass::float_e4m3_t.
 template <class ElementAB_, bool kSparse_, class TileShape_, class ClusterShape_,
           class KernelSchedule_, class EpilogueSchedule_>
@@ -267,26 +129,21 @@ struct Config {
 };
 
 // kResidual (with kFused): the epilogue also reads C = the residual (bf16, D's layout).
-// kSwiglu (with kFused): the SwiGLU store writes h instead of D (D void, SwigluStore).
-template <class Cfg, bool kFused, bool kResidual = false, bool kSwiglu = false>
+template <class Cfg, bool kFused, bool kResidual = false>
 struct Kernel {
-  static_assert(kFused || (!kResidual && !kSwiglu));
-  static_assert(!(kResidual && kSwiglu));
+  static_assert(kFused || !kResidual);
   using ElementAB = typename Cfg::ElementAB;
   using ElementAcc = typename Cfg::ElementAcc;
-  using ElementOut = std::conditional_t<kFused, cutlass::bfloat16_t, ElementAcc>;
-  using ElementD = std::conditional_t<kSwiglu, void, ElementOut>;
+  using ElementD = std::conditional_t<kFused, cutlass::bfloat16_t, ElementAcc>;
   using ElementC = std::conditional_t<kResidual, cutlass::bfloat16_t, void>;
   using ElementCompute = std::conditional_t<kFused, float, ElementAcc>;
   static constexpr int kAlignAB = 128 / cutlass::sizeof_bits<ElementAB>::value;
-  static constexpr int kAlignD = 128 / cutlass::sizeof_bits<ElementOut>::value;
+  static constexpr int kAlignD = 128 / cutlass::sizeof_bits<ElementD>::value;
   using Fusion = std::conditional_t<
-      kSwiglu, typename SwigluEvt<typename Cfg::TileShape>::Tree,
-      std::conditional_t<
-          kResidual, typename DequantBiasResidualEvt<typename Cfg::TileShape>::Tree,
-          std::conditional_t<kFused, typename DequantBiasEvt<typename Cfg::TileShape>::Tree,
-                             cutlass::epilogue::fusion::LinearCombination<ElementD, ElementCompute,
-                                                                          void, ElementCompute>>>>;
+      kResidual, typename DequantBiasResidualEvt<typename Cfg::TileShape>::Tree,
+      std::conditional_t<kFused, typename DequantBiasEvt<typename Cfg::TileShape>::Tree,
+                         cutlass::epilogue::fusion::LinearCombination<ElementD, ElementCompute,
+                                                                      void, ElementCompute>>>;
   using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, typename Cfg::TileShape,
       typename Cfg::ClusterShape, cutlass::epilogue::collective::EpilogueTileAuto, ElementAcc,
@@ -369,7 +226,6 @@ class Runner {
   using KA = Kernel<Cfg, false>;
   using KF = Kernel<Cfg, true>;
   using KR = Kernel<Cfg, true, true>;
-  using KS = Kernel<Cfg, true, false, true>;
   using ElementAB = typename Cfg::ElementAB;
 
  public:
@@ -422,18 +278,6 @@ class Runner {
     return Status::Ok();
   }
 
-  Status run_swiglu(const WeightView& wv, int64_t N_gemm, int64_t K_pad, const void* x,
-                    const CutlassEpilogue& e, void* h, int64_t M, int64_t ldh, int* error,
-                    cudaStream_t stream) {
-    typename KS::Gemm::Arguments args = make_args<KS>(wv, N_gemm, K_pad, x, nullptr, M, N_gemm);
-    args.epilogue.thread = SwigluEvt<typename Cfg::TileShape>::args(e, h, ldh, error);
-    SS_ASSIGN_OR_RETURN(auto* g,
-                        swi_plans_.get({M, ldh, x, h, e.s_x, e.s_w, e.bias, error}, args, stream));
-    SS_RETURN_IF_ERROR(cutlass_status(g->run(stream), "run"));
-    SS_CUDA_TRY(cudaGetLastError());
-    return Status::Ok();
-  }
-
  private:
   template <class K>
   static typename K::Gemm::Arguments make_args(const WeightView& wv, int64_t N_gemm, int64_t K_pad,
@@ -473,7 +317,6 @@ class Runner {
   PlanCache<KA> acc_plans_;
   PlanCache<KF> fused_plans_;
   PlanCache<KR> res_plans_;
-  PlanCache<KS> swi_plans_;
 };
 
 // The configurations of one dtype and kind over one weight (configuration 0 is the default).
@@ -542,18 +385,6 @@ class CutlassGemmImpl final : public GemmCutlass {
     if (!e.s_x || !e.s_w) return invalid_argument("CUTLASS fused GEMM: s_x and s_w are required");
     return with_runner(config, [&](auto& r) {
       return r.run_fused(wv_, N_gemm(), K_pad_, x, e, y, M, ldy, stream);
-    });
-  }
-
-  Status run_swiglu(const void* x, const CutlassEpilogue& e, void* h, int64_t M, int64_t ldh,
-                    int config, cudaStream_t stream, int* error) override {
-    SS_RETURN_IF_ERROR(can_implement_swiglu(M, ldh));
-    SS_RETURN_IF_ERROR(check_config(config));
-    if (!e.s_x || !e.s_w || !h)
-      return invalid_argument("CUTLASS SwiGLU GEMM: s_x, s_w and h are required");
-    if (e.residual) return invalid_argument("CUTLASS SwiGLU GEMM: no residual");
-    return with_runner(config, [&](auto& r) {
-      return r.run_swiglu(wv_, N_gemm(), K_pad_, x, e, h, M, ldh, error, stream);
     });
   }
 

@@ -252,31 +252,9 @@ struct MemEstimate {
   size_t weights = 0, transient = 0, xq_row = 0, acc_row = 0;
   bool plain_input = false, delta = false;
 };
-// SLIDESPARSE_SWIGLU_EPILOGUE: on | off (default) -- the SwiGLU of W8A8 models computed by the
-// gate|up GEMM's CUTLASS epilogue where that GEMM runs CUTLASS (LinearConfig::gate_up_swiglu,
-// GpuLinear::forward_swiglu; with SLIDESPARSE_SWIGLU=fast only, the epilogue's element): the
-// N-wide gate|up output is never written, the down projection's prologue quantizes h.
-// True when both switches ask for it (the one rule of the engine and its memory estimate).
-Expected<bool> swiglu_epilogue_env() {
-  const char* v = std::getenv("SLIDESPARSE_SWIGLU_EPILOGUE");
-  if (!v || !*v) return false;
-  const std::string s(v);
-  if (s != "on" && s != "off")
-    return invalid_argument("SLIDESPARSE_SWIGLU_EPILOGUE: '" + s + "' (expected on or off)");
-  kernels::SiluMath math = kernels::SiluMath::kFast;
-  if (const char* m = std::getenv("SLIDESPARSE_SWIGLU"); m && *m)
-    SS_RETURN_IF_ERROR(kernels::silu_math_parse(m, &math));
-  return s == "on" && math == kernels::SiluMath::kFast;
-}
-
 MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode q, LinearMode mode,
                             DType act, GemmBackend backend) {
   MemEstimate e;
-  // The SwiGLU epilogue's dense gate|up layers keep a second, row-interleaved weight copy.
-  auto eff_dense = effective_gemm_backend(backend, false, q, act);
-  auto sw_env = swiglu_epilogue_env();
-  const bool swiglu_copy = q != QuantMode::kNone && act == DType::kBF16 && eff_dense.ok() &&
-                           *eff_dense != GemmBackend::kLibrary && sw_env.ok() && *sw_env;
   // kBest keeps two compressed copies of each sparse weight (cuSPARSELt's and CUTLASS's).
   auto eff = effective_gemm_backend(backend, true, q, act);
   const size_t sparse_copies = eff.ok() && *eff == GemmBackend::kBest ? 2 : 1;
@@ -284,15 +262,12 @@ MemEstimate estimate_memory(const ModelConfig& c, bool nm, Pattern p, QuantMode 
   const size_t es_out = q == QuantMode::kNone ? dtype_size(act) : 4;
   const int64_t al = es_in == 1 ? 32 : 16;
   e.delta = q == QuantMode::kNone;
-  const std::vector<FusedShape> shapes = fused_shapes(c);
-  for (size_t i = 0; i < shapes.size(); ++i) {
-    const FusedShape& s = shapes[i];
+  for (const FusedShape& s : fused_shapes(c)) {
     size_t one = 0;
     const bool dense = !nm || mode != LinearMode::kSparse,
                sparse = nm && mode != LinearMode::kDense;
     if (dense) {
       one += est_dense(s.N, s.K, q, act);
-      if (i == kGateUp && swiglu_copy && s.N % 16 == 0) one += est_dense(s.N, s.K, q, act);
       e.plain_input = e.plain_input || q == QuantMode::kNone;
       e.xq_row = std::max(e.xq_row, static_cast<size_t>(round_up(s.K, 16)) * es_in);
     }
@@ -369,7 +344,6 @@ class CudaModelImpl final : public CudaModel {
       Status st = kernels::silu_math_parse(v, &m->silu_math_);
       if (!st.ok()) return invalid_argument("SLIDESPARSE_SWIGLU: " + st.message());
     }
-    SS_ASSIGN_OR_RETURN(m->swiglu_epilogue_, swiglu_epilogue_env());
     m->cfg_ = c;
     m->T_ = opt.act_dtype;
     m->max_batch_ = opt.max_batch;
@@ -486,8 +460,7 @@ class CudaModelImpl final : public CudaModel {
     const float* bias = fw.bias.empty() ? nullptr : fw.bias.data();
     std::unique_ptr<GpuLinear> l;
     const QuantMode q = fw.nm ? fw.t.quant() : fw.codes ? fw.codes->quant : dense_q;
-    LinearConfig lc = linear_config(q != QuantMode::kNone);
-    lc.gate_up_swiglu = f == kGateUp && swiglu_epilogue_;
+    const LinearConfig lc = linear_config(q != QuantMode::kNone);
     if (fw.nm) {
       SS_RETURN_IF_ERROR(nm_to_float_dtype(&fw.t, T_));
       SS_ASSIGN_OR_RETURN(l, make_linear(mode, fw.t, bias, lc));
@@ -526,8 +499,6 @@ class CudaModelImpl final : public CudaModel {
   // every linear are reserved for the largest step (shared scratch, grown once).
   Status finish_load(std::string desc) {
     desc_ = std::move(desc);
-    if (!layers_.empty() && layers_[0].lin[kGateUp]->swiglu_for(max_step_))
-      desc_ += ", SwiGLU epilogue";
     SS_CUDA_TRY(cudaStreamSynchronize(stream_));
     size_t free_b = 0, total_b = 0;
     SS_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
@@ -893,22 +864,10 @@ class CudaModelImpl final : public CudaModel {
       }));
       SS_RETURN_IF_ERROR(residual_linear(kOpO, Ly.lin[kO].get(), false, att_.get(), M, &delta));
       SS_RETURN_IF_ERROR(norm_into(x_.get(), delta, Ly.mlp_norm, M, Ly.lin[kGateUp].get(), &fused));
-      GpuLinear* gate_up = Ly.lin[kGateUp].get();
+      SS_RETURN_IF_ERROR(linear(kOpGateUp, Ly.lin[kGateUp].get(), fused, h_.get(), gu_.get(), M));
       GpuLinear* down = Ly.lin[kDown].get();
       SS_ASSIGN_OR_RETURN(InputSlot slot, down->input_slot(M));
       const bool down_fused = slot.codes != nullptr;
-      if (down_fused && gate_up->swiglu_for(M)) {
-        // SwiGLU in the gate|up GEMM's epilogue: h [M, F] into gu_'s memory, then the down
-        // projection's prologue (quantize / lift of h, timed as the SwiGLU op's remainder).
-        SS_RETURN_IF_ERROR(timed(kOpGateUp, [&] {
-          return gate_up->forward_swiglu(h_.get(), fused, gu_.get(), M, stream_);
-        }));
-        SS_RETURN_IF_ERROR(
-            timed(kOpSiluMul, [&] { return down->run_prologue(gu_.get(), M, stream_); }));
-        SS_RETURN_IF_ERROR(residual_linear(kOpDown, down, true, nullptr, M, &delta));
-        continue;
-      }
-      SS_RETURN_IF_ERROR(linear(kOpGateUp, gate_up, fused, h_.get(), gu_.get(), M));
       if (down_fused) {
         SS_RETURN_IF_ERROR(timed(kOpSiluMul, [&] {
           return kernels::launch_silu_mul_prologue(T_, gu_.get(), 2 * F, M, F, slot, stream_,
@@ -962,7 +921,6 @@ class CudaModelImpl final : public CudaModel {
   kernels::PrefillKernel attn_kernel_ = kernels::PrefillKernel::kAuto;
   kernels::SiluMath silu_math_ = kernels::SiluMath::kFast;
   kernels::NormKernel norm_kernel_ = kernels::NormKernel::kCta;  // SLIDESPARSE_NORM
-  bool swiglu_epilogue_ = false;  // SLIDESPARSE_SWIGLU_EPILOGUE (and SiluMath::kFast)
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;
