@@ -655,11 +655,11 @@ TEST(CudaModel, FastSwigluMatchesExactEndToEnd) {
   }
 }
 
-// SLIDESPARSE_NORM=auto (the W8A8 norms on the warp-per-row kernel, add_rmsnorm_prologue.cuh)
+// SLIDESPARSE_NORM=auto (the W8A8 norms on the register-row kernel, add_rmsnorm_prologue.cuh)
 // against the default CTA-per-row kernel: the same slot bytes by construction, so identical logits
 // and tokens for a batched prefill (2 x 11 tokens) and 3 decode steps -- int8 6:8 and fp8 2:4
 // sparse, and int8 dense (a plain HF checkpoint quantized at load).
-TEST(CudaModel, NormWarpKernelMatchesCtaKernel) {
+TEST(CudaModel, NormRegsKernelMatchesCtaKernel) {
   SS_SKIP_WITHOUT_GPU();
   struct Case {
     const char* pattern;
@@ -677,13 +677,13 @@ TEST(CudaModel, NormWarpKernelMatchesCtaKernel) {
     o.max_ctx = 32;
     o.dense_quant = c.dense_quant;
     const SwitchRun cta = run_with_env(dir, o, "SLIDESPARSE_NORM", "cta", 43);
-    const SwitchRun warp = run_with_env(dir, o, "SLIDESPARSE_NORM", "auto", 43);
-    ASSERT_TRUE(cta.ok && warp.ok);
-    EXPECT_EQ(cta.tokens, warp.tokens);
+    const SwitchRun regs = run_with_env(dir, o, "SLIDESPARSE_NORM", "auto", 43);
+    ASSERT_TRUE(cta.ok && regs.ok);
+    EXPECT_EQ(cta.tokens, regs.tokens);
     size_t differ = 0;
     for (size_t i = 0; i < cta.logits.size(); ++i)
-      differ += !(cta.logits[i] == warp.logits[i] ||
-                  (std::isnan(cta.logits[i]) && std::isnan(warp.logits[i])));
+      differ += !(cta.logits[i] == regs.logits[i] ||
+                  (std::isnan(cta.logits[i]) && std::isnan(regs.logits[i])));
     EXPECT_EQ(differ, 0u) << "logits differ (of " << cta.logits.size() << ")";
   }
 }
@@ -732,7 +732,7 @@ TEST(CudaModel, BadInputsAreOneLineErrors) {
   ::setenv("SLIDESPARSE_SWIGLU", "approx", 1);  // not fast or exact
   expect_err(CudaModel::load(dir, o).status(), "SLIDESPARSE_SWIGLU: SwiGLU math 'approx'");
   ::unsetenv("SLIDESPARSE_SWIGLU");
-  for (const char* v : {"warp", "block"}) {  // warp: a kernel the engine does not take alone
+  for (const char* v : {"regs", "block"}) {  // regs: a kernel the engine does not take alone
     ::setenv("SLIDESPARSE_NORM", v, 1);
     expect_err(CudaModel::load(dir, o).status(), "SLIDESPARSE_NORM: norm kernel");
     ::unsetenv("SLIDESPARSE_NORM");

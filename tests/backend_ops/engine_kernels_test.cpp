@@ -562,9 +562,10 @@ TEST(EngineKernels, AddRmsNormPrologueBitExact) {
   uint64_t seed = 900;
   // With and without the residual add (W8A8 engines add in the o / down epilogues and norm
   // without it). C = 2000: threads of one and of two 16-byte chunks in one CTA; 5120: Qwen2.5-14B's
-  // hidden size; 12288: three chunks per thread.
-  const int64_t cols[] = {64, 80, 111, 2000, 3584, 5120, 12288};
-  int warp_cases = 0;
+  // hidden size; 12288: three chunks per thread. The register-row kernel: 64, 80, 2000 (chunks
+  // past C skipped), 3072 / 3584 / 5120 / 12288 (6 / 7 / 5 / 8 chunks for every thread).
+  const int64_t cols[] = {64, 80, 111, 2000, 3072, 3584, 5120, 12288};
+  int regs_cases = 0;
   for (DType t : {DType::kBF16, DType::kF16})
     for (int64_t C : cols)
       for (int64_t M : kRows)
@@ -594,34 +595,35 @@ TEST(EngineKernels, AddRmsNormPrologueBitExact) {
             if (HasFatalFailure()) return;
             expect_same16(to_host<uint16_t>(dx, M * C), xr, C,
                           with_d ? "residual x (fused)" : "x untouched (no add)");
-            // The warp-per-row kernel where it applies (no add; plain, 2:4 or 6:8 codes; C % 8
-            // == 0, C <= 6144): the same bytes; elsewhere it refuses with kUnsupported.
+            // The register-row kernel where it applies (no add; plain, 2:4 or 6:8 codes; C % 8
+            // == 0, C <= 16384): the same bytes; elsewhere it refuses with kUnsupported.
             const std::string pat = sc.pattern ? sc.pattern : "";
-            const bool warp = !with_d && sc.q != QuantMode::kNone &&
+            const bool regs = !with_d && sc.q != QuantMode::kNone &&
                               (pat.empty() || pat == "2:4" || pat == "6:8") && C % 8 == 0 &&
-                              C <= 6144;
-            if (!warp) {
+                              C <= 16384;
+            if (!regs) {
               TestSlot ts = make_slot(t, sc, M, C, 0);
-              EXPECT_FALSE(k::add_rmsnorm_prologue_warp_supports(C, ts.s, with_d));
+              EXPECT_FALSE(k::add_rmsnorm_prologue_regs_supports(C, ts.s, with_d));
               EXPECT_EQ(k::launch_add_rmsnorm_prologue(t, dx.get(), dd, dw.get(), eps, M, C, ts.s,
-                                                       nullptr, k::NormKernel::kWarp)
+                                                       nullptr, k::NormKernel::kRegs)
                             .code(),
                         StatusCode::kUnsupported);
               continue;
             }
-            SCOPED_TRACE("warp-per-row kernel");
+            SCOPED_TRACE("register-row kernel");
             check_slot(t, sc, M, C, dy.get(), yr, [&](const InputSlot& s) {
-              EXPECT_TRUE(k::add_rmsnorm_prologue_warp_supports(C, s, false));
+              EXPECT_TRUE(k::add_rmsnorm_prologue_regs_supports(C, s, false));
               return k::launch_add_rmsnorm_prologue(t, dx.get(), dd, dw.get(), eps, M, C, s,
-                                                    nullptr, k::NormKernel::kWarp);
+                                                    nullptr, k::NormKernel::kRegs);
             });
             if (HasFatalFailure()) return;
-            expect_same16(to_host<uint16_t>(dx, M * C), xr, C, "x untouched (warp kernel)");
-            ++warp_cases;
+            expect_same16(to_host<uint16_t>(dx, M * C), xr, C, "x untouched (register-row kernel)");
+            ++regs_cases;
           }
         }
-  // 2 dtypes x (C, M) in {64, 80, 2000, 5120} x {1, 7, 19} + 3584 x {1, 7, 19, 300} x 6 slots.
-  EXPECT_EQ(warp_cases, 2 * 16 * 6);
+  // 2 dtypes x ((C, M) in {64, 80, 2000, 3072, 5120} x {1, 7, 19} + 3584 x {1, 7, 19, 300} +
+  // 12288 x {1, 7}) x 6 slots.
+  EXPECT_EQ(regs_cases, 2 * 21 * 6);
 }
 
 // The prologue (each SiluMath) against the plain kernel of the same math and the CPU: the plain
@@ -871,12 +873,12 @@ TEST(EngineKernels, DISABLED_Bandwidth) {
       name = std::string("rmsnorm_prologue ") + quant_mode_name(sc.q) + " " +
              (sc.pattern ? sc.pattern : "dense") + " no add (r x; w slot)";
       report(name.c_str(), na, io + out);
-      if (k::add_rmsnorm_prologue_warp_supports(C, s.s, false)) {  // the warp-per-row kernel
+      if (k::add_rmsnorm_prologue_regs_supports(C, s.s, false)) {  // the register-row kernel
         double wa = median_us([&] {
           return k::launch_add_rmsnorm_prologue(t, x.get(), nullptr, w.get(), 1e-6f, M, C, s.s,
-                                                nullptr, k::NormKernel::kWarp);
+                                                nullptr, k::NormKernel::kRegs);
         });
-        name = std::string("  warp per row: ") + quant_mode_name(sc.q) + " " +
+        name = std::string("  register row: ") + quant_mode_name(sc.q) + " " +
                (sc.pattern ? sc.pattern : "dense") + " no add";
         report(name.c_str(), wa, io + out);
       }

@@ -331,12 +331,12 @@ class CudaModelImpl final : public CudaModel {
       Status st = kernels::prefill_kernel_parse(v, &m->attn_kernel_);
       if (!st.ok()) return invalid_argument("SLIDESPARSE_PREFILL_ATTENTION: " + st.message());
     }
-    // SLIDESPARSE_NORM: the W8A8 norm prologues' kernel -- cta (default) or auto (the warp-per-row
+    // SLIDESPARSE_NORM: the W8A8 norm prologues' kernel -- cta (default) or auto (the register-row
     // kernel where it applies; add_rmsnorm_prologue.cuh); the same outputs.
     if (const char* v = std::getenv("SLIDESPARSE_NORM"); v && *v) {
       Status st = kernels::norm_kernel_parse(v, &m->norm_kernel_);
-      if (st.ok() && m->norm_kernel_ == kernels::NormKernel::kWarp)
-        st = invalid_argument("norm kernel 'warp' (the engine takes cta or auto)");
+      if (st.ok() && m->norm_kernel_ == kernels::NormKernel::kRegs)
+        st = invalid_argument("norm kernel 'regs' (the engine takes cta or auto)");
       if (!st.ok()) return invalid_argument("SLIDESPARSE_NORM: " + st.message());
     }
     // SLIDESPARSE_SWIGLU: fast (default) or exact (bit-identical to the CPU reference's SiLU).

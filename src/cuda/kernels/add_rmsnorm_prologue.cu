@@ -1,5 +1,5 @@
 // Fused residual add + RMSNorm + quantize / lift: one CTA per slot row (row_ops.cuh), or, for the
-// W8A8 norm without the add, one warp per row (below).
+// W8A8 norm without the residual add, one CTA per row with the row in registers (below).
 #include <string>
 
 #include "cuda/kernels/add_rmsnorm_prologue.cuh"
@@ -8,103 +8,134 @@
 namespace slidesparse::cuda::kernels {
 namespace {
 
-constexpr int kWarpRowsPerCta = 4;
-constexpr int kWarpMaxChunks = 24;  // 8-element chunks per lane: C <= 24 * 8 * 32 = 6144
+constexpr int kRegChunks = 8;        // 8-element chunks per thread at most
+constexpr int kRegMaxThreads = 256;  // so C <= 256 * 8 * 8 = 16384
 
-// One warp per row of the W8A8 norm without the residual add: lane l holds chunks l, l + 32, ...
-// (8 elements each, KMAX per lane at most) in registers, so a row needs no shared memory and no
-// block barrier (two warp shuffle reductions), and many rows per SM have their loads in flight.
-// The element code is row_kernel's (sumsq8, norm8; the fp64 sum in another order: the mean is the
-// same correctly rounded value, see row_ops.cuh), then quant_row_store's scale rule (row_scale)
-// and codes (quant8) -- stored plainly (columns >= C zero) or as 6:8 windows (store_windows68,
-// then zeros up to K_out).
-template <class T, bool FP8, bool LIFT68, int KMAX>
-__global__ void __launch_bounds__(32 * kWarpRowsPerCta) norm_warp_kernel(RowArgs a, int64_t rows) {
-  const int lane = threadIdx.x & 31;
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpRowsPerCta + (threadIdx.x >> 5);
-  if (r >= rows) return;
+// quant8's exact path out of line: it is rare (about one chunk in 10^3), and inlined into each of
+// kRegChunks unrolled chunks it made the warp-per-row kernel this one replaces ~100 KB of code.
+template <class T, bool FP8>
+__device__ __noinline__ uint2 quant8_exact_call(uint4 v, float scale) {
+  Pack8<T> p;
+  p.u = v;
+  return quant8_exact<T, FP8>(p.e, scale);
+}
+
+// The W8A8 norm without the residual add, the row in registers: one CTA of nt threads per row,
+// KC chunks of 8 elements a thread, chunk k of thread t = elements (t + k * nt) * 8 (coalesced per
+// k), all loads of x issued at once. FULL: C == 8 * KC * nt, every chunk in range (no per-chunk
+// tests; Qwen2.5-7B's C = 3584: 64 threads x 7 chunks); otherwise chunks past C are skipped.
+// Why not the CTA kernel: it spends ~48 instructions per element (ncu, H100: issue-bound at 46 %
+// of the HBM peak): 7 warps of 16 elements a thread repeat the per-row work (reductions,
+// divisions), and the row makes three trips through shared memory. Here the per-row work is
+// shared by 56 elements a thread, nothing goes through shared memory but the reductions, and the
+// roundings go two per conversion (norm8x2). Element code, sum of squares (fp64, another order:
+// the same mean, see row_kernel), scale rule and codes are row_kernel + quant_row_store's: the
+// same bytes.
+template <class T, bool FP8, bool LIFT68, int KC, bool FULL>
+__global__ void __launch_bounds__(kRegMaxThreads) norm_reg_kernel(RowArgs a) {
+  __shared__ double dred[32];
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const int tid = threadIdx.x, nt = blockDim.x, C = a.C;
   uint8_t* o = static_cast<uint8_t*>(a.out) + r * a.K_out;
   if (r >= a.M) {  // padding rows of the slot are zero
-    for (int c = lane * 16; c < a.K_out; c += 32 * 16)
+    for (int c = tid * 16; c < a.K_out; c += nt * 16)
       *reinterpret_cast<uint4*>(o + c) = make_uint4(0, 0, 0, 0);
     return;
   }
-  const int C = a.C;
-  const T* x = static_cast<const T*>(a.x) + r * C;
-  const T* w = static_cast<const T*>(a.w);
-  Pack8<T> v[KMAX];
+  const T* x = static_cast<const T*>(a.x) + r * C + tid * 8;
+  const T* w = static_cast<const T*>(a.w) + tid * 8;
+  const int step = nt * 8;
+  auto in_row = [&](int k) { return FULL || (tid + k * nt) * 8 < C; };
+  Pack8<T> v[KC];
 #pragma unroll
-  for (int k = 0; k < KMAX; ++k) {
-    const int c = (k * 32 + lane) * 8;
-    if (c < C) v[k].u = __ldg(reinterpret_cast<const uint4*>(x + c));
-  }
+  for (int k = 0; k < KC; ++k)
+    if (in_row(k)) v[k].u = __ldg(reinterpret_cast<const uint4*>(x + k * step));
   double ss = 0.0;
 #pragma unroll
-  for (int k = 0; k < KMAX; ++k)
-    if ((k * 32 + lane) * 8 < C) ss = sumsq8(v[k].e, ss);
-  for (int m = 16; m > 0; m >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, m);
+  for (int k = 0; k < KC; ++k)
+    if (in_row(k)) ss = sumsq8(v[k].e, ss);
+  ss = block_sum(ss, dred);
   const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(C)));
   const float inv = exact::rms_inv(mean, a.eps);
-  float amax = 0.0f;
+  T2<T> amax2;
+  *reinterpret_cast<uint32_t*>(&amax2) = 0u;
 #pragma unroll
-  for (int k = 0; k < KMAX; ++k) {
-    const int c = (k * 32 + lane) * 8;
-    if (c >= C) continue;
+  for (int k = 0; k < KC; ++k) {
+    if (!in_row(k)) continue;
     Pack8<T> pw;
-    pw.u = __ldg(reinterpret_cast<const uint4*>(w + c));
-    norm8(v[k].e, pw.e, inv, amax);
+    pw.u = __ldg(reinterpret_cast<const uint4*>(w + k * step));
+    norm8x2<T>(v[k].e, pw.e, inv, amax2);
   }
-  for (int m = 16; m > 0; m >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
+  const float2 am = unpack2(&amax2.x);  // >= 0: amax2 starts at +0
+  const float amax = block_max(fmaxf(am.x, am.y), red);
   float inv_s;
   const float scale = row_scale(amax, a.qmax, &inv_s);
-  if (lane == 0) a.scales[r] = scale;
+  if (tid == 0) a.scales[r] = scale;
+  uint8_t* dst = o + (LIFT68 ? tid * 12 : tid * 8);
 #pragma unroll
-  for (int k = 0; k < KMAX; ++k) {
-    const int c = (k * 32 + lane) * 8;
-    if (c >= C) continue;
-    const uint2 q = quant8<T, FP8>(v[k].e, scale, inv_s);
+  for (int k = 0; k < KC; ++k) {
+    if (!in_row(k)) continue;
+    bool fast;
+    uint2 q = quant8_fast<T, FP8>(v[k].e, inv_s, &fast);
+    if (!fast) q = quant8_exact_call<T, FP8>(v[k].u, scale);
     if constexpr (LIFT68)
-      store_windows68(o + c / 8 * 12, q);
+      store_windows68(dst + k * nt * 12, q);
     else
-      *reinterpret_cast<uint2*>(o + c) = q;
+      *reinterpret_cast<uint2*>(dst + k * step) = q;
   }
   if constexpr (LIFT68) {
-    for (int c = C / 8 * 12 + lane * 4; c < a.K_out; c += 32 * 4)
-      *reinterpret_cast<uint32_t*>(o + c) = 0u;
+    zero_tail4(o, C / 8 * 12, a.K_out);
   } else {
-    for (int c = C + lane * 8; c < a.K_out; c += 32 * 8)
+    for (int c = C + tid * 8; c < a.K_out; c += step)  // C % 8 == 0, K_out % 16 == 0
       *reinterpret_cast<uint2*>(o + c) = make_uint2(0, 0);
   }
 }
 
-template <class T, bool FP8, bool LIFT68>
-Status launch_warp_t(const RowArgs& a, int64_t rows, cudaStream_t stream) {
-  const unsigned grid = static_cast<unsigned>((rows + kWarpRowsPerCta - 1) / kWarpRowsPerCta);
-  const int chunks = (a.C / 8 + 31) / 32;  // per lane
-  if (chunks <= 8)
-    norm_warp_kernel<T, FP8, LIFT68, 8><<<grid, 32 * kWarpRowsPerCta, 0, stream>>>(a, rows);
-  else if (chunks <= 16)
-    norm_warp_kernel<T, FP8, LIFT68, 16><<<grid, 32 * kWarpRowsPerCta, 0, stream>>>(a, rows);
-  else
-    norm_warp_kernel<T, FP8, LIFT68, kWarpMaxChunks>
-        <<<grid, 32 * kWarpRowsPerCta, 0, stream>>>(a, rows);
+template <class T, bool FP8, bool LIFT68, int KC, bool FULL>
+Status launch_reg_k(const RowArgs& a, int threads, int64_t rows, cudaStream_t stream) {
+  norm_reg_kernel<T, FP8, LIFT68, KC, FULL><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a);
   SS_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }
 
+// The CTA size: the fewest warps that hold the row in <= kRegChunks chunks a thread, or a few
+// more if then every thread gets the same whole number (5..8) of chunks (the FULL kernels).
+template <class T, bool FP8, bool LIFT68>
+Status launch_reg_t(const RowArgs& a, int64_t rows, cudaStream_t stream) {
+  const int chunks = a.C / 8;
+  const int min_warps = (chunks + 32 * kRegChunks - 1) / (32 * kRegChunks);
+  for (int warps = min_warps; warps <= min_warps + 2 && warps * 32 <= kRegMaxThreads; ++warps) {
+    if (chunks % (32 * warps) != 0) continue;
+    switch (chunks / (32 * warps)) {
+      case 8:
+        return launch_reg_k<T, FP8, LIFT68, 8, true>(a, 32 * warps, rows, stream);
+      case 7:
+        return launch_reg_k<T, FP8, LIFT68, 7, true>(a, 32 * warps, rows, stream);
+      case 6:
+        return launch_reg_k<T, FP8, LIFT68, 6, true>(a, 32 * warps, rows, stream);
+      case 5:
+        return launch_reg_k<T, FP8, LIFT68, 5, true>(a, 32 * warps, rows, stream);
+      default:
+        break;
+    }
+  }
+  return launch_reg_k<T, FP8, LIFT68, kRegChunks, false>(a, 32 * min_warps, rows, stream);
+}
+
 template <class T>
-Status launch_warp(const RowArgs& a, bool fp8, bool lift68, int64_t rows, cudaStream_t stream) {
+Status launch_reg(const RowArgs& a, bool fp8, bool lift68, int64_t rows, cudaStream_t stream) {
   if (lift68)
-    return fp8 ? launch_warp_t<T, true, true>(a, rows, stream)
-               : launch_warp_t<T, false, true>(a, rows, stream);
-  return fp8 ? launch_warp_t<T, true, false>(a, rows, stream)
-             : launch_warp_t<T, false, false>(a, rows, stream);
+    return fp8 ? launch_reg_t<T, true, true>(a, rows, stream)
+               : launch_reg_t<T, false, true>(a, rows, stream);
+  return fp8 ? launch_reg_t<T, true, false>(a, rows, stream)
+             : launch_reg_t<T, false, false>(a, rows, stream);
 }
 
 }  // namespace
 
-bool add_rmsnorm_prologue_warp_supports(int64_t C, const InputSlot& slot, bool with_add) {
-  if (with_add || C <= 0 || C % 8 != 0 || C > kWarpMaxChunks * 8 * 32) return false;
+bool add_rmsnorm_prologue_regs_supports(int64_t C, const InputSlot& slot, bool with_add) {
+  if (with_add || C <= 0 || C % 8 != 0 || C > kRegChunks * 8 * kRegMaxThreads) return false;
   if (!slot.codes || slot.quant == QuantMode::kNone) return false;
   if (!slot.lifted) return true;
   const Pattern& p = slot.lift;
@@ -130,33 +161,33 @@ Status launch_add_rmsnorm_prologue(DType t, void* x, const void* d, const void* 
   a.C = static_cast<int>(C);
   a.vec = C % 8 == 0 && aligned16(x) && (!d || aligned16(d)) && aligned16(w);
   const bool fp8 = slot.quant == QuantMode::kFp8;
-  const bool warp_ok = add_rmsnorm_prologue_warp_supports(C, slot, d != nullptr) && a.vec;
-  if (kernel == NormKernel::kWarp && !warp_ok)
-    return unsupported(
-        op + ": the warp-per-row kernel runs the W8A8 norm without the residual " +
-        "add, plain or 6:8 codes, C % 8 == 0 and C <= 6144, aligned (C=" + std::to_string(C) + ")");
-  if (kernel != NormKernel::kCta && warp_ok) {
+  const bool regs_ok = add_rmsnorm_prologue_regs_supports(C, slot, d != nullptr) && a.vec;
+  if (kernel == NormKernel::kRegs && !regs_ok)
+    return unsupported(op + ": the register-row kernel runs the W8A8 norm without the residual " +
+                       "add, plain or 6:8 codes, C % 8 == 0 and C <= 16384, aligned (C=" +
+                       std::to_string(C) + ")");
+  if (kernel != NormKernel::kCta && regs_ok) {
     if (slot.M_pad == 0) return Status::Ok();
     const bool lift68 = mode == kRowQuantLift;
-    return t == DType::kBF16 ? launch_warp<__nv_bfloat16>(a, fp8, lift68, slot.M_pad, stream)
-                             : launch_warp<__half>(a, fp8, lift68, slot.M_pad, stream);
+    return t == DType::kBF16 ? launch_reg<__nv_bfloat16>(a, fp8, lift68, slot.M_pad, stream)
+                             : launch_reg<__half>(a, fp8, lift68, slot.M_pad, stream);
   }
   return launch_row_slot<kOpAddRmsNorm>(t, a, mode, fp8, slot.M_pad, stream);
 }
 
 Status norm_kernel_parse(const char* name, NormKernel* out) {
-  for (NormKernel k : {NormKernel::kCta, NormKernel::kWarp, NormKernel::kAuto})
+  for (NormKernel k : {NormKernel::kCta, NormKernel::kRegs, NormKernel::kAuto})
     if (std::string(name) == norm_kernel_name(k)) {
       *out = k;
       return Status::Ok();
     }
-  return invalid_argument(std::string("norm kernel '") + name + "' (expected cta, warp or auto)");
+  return invalid_argument(std::string("norm kernel '") + name + "' (expected cta, regs or auto)");
 }
 
 const char* norm_kernel_name(NormKernel k) {
   switch (k) {
-    case NormKernel::kWarp:
-      return "warp";
+    case NormKernel::kRegs:
+      return "regs";
     case NormKernel::kAuto:
       return "auto";
     default:

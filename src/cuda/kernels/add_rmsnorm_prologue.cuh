@@ -17,17 +17,17 @@
 
 namespace slidesparse::cuda::kernels {
 
-// Which kernel runs it. kCta: one CTA per row, the row in shared memory (every case). kWarp: one
-// warp per row, the row in registers, warp shuffles instead of block reductions -- only the
-// W8A8 norm without the residual add (d == null; the W8A8 engines' norms), C % 8 == 0, C <= 6144,
-// 16-byte aligned x and w, slot codes plain (dense, 2:4) or 6:8-lifted
-// (add_rmsnorm_prologue_warp_supports); otherwise kUnsupported. kAuto: kWarp where it applies,
+// Which kernel runs it. kCta: one CTA per row, the row in shared memory (every case). kRegs: one
+// small CTA per row (the fewest warps holding <= 8 chunks of 8 elements a thread), the row in
+// registers -- only the W8A8 norm without the residual add (d == null; the W8A8 engines' norms),
+// C % 8 == 0, C <= 16384, 16-byte aligned x and w, slot codes plain (dense, 2:4) or 6:8-lifted
+// (add_rmsnorm_prologue_regs_supports); otherwise kUnsupported. kAuto: kRegs where it applies,
 // else kCta. Same outputs bit for bit (the sum of squares in fp64 in another order: see
 // row_ops.cuh). The engine reads SLIDESPARSE_NORM with norm_kernel_parse.
-enum class NormKernel { kCta, kWarp, kAuto };
-Status norm_kernel_parse(const char* name, NormKernel* out);  // "cta" | "warp" | "auto"
+enum class NormKernel { kCta, kRegs, kAuto };
+Status norm_kernel_parse(const char* name, NormKernel* out);  // "cta" | "regs" | "auto"
 const char* norm_kernel_name(NormKernel k);
-bool add_rmsnorm_prologue_warp_supports(int64_t C, const InputSlot& slot, bool with_add);
+bool add_rmsnorm_prologue_regs_supports(int64_t C, const InputSlot& slot, bool with_add);
 
 Status launch_add_rmsnorm_prologue(DType t, void* x, const void* d, const void* w, float eps,
                                    int64_t M, int64_t C, const InputSlot& slot, cudaStream_t stream,

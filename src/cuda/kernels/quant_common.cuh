@@ -26,6 +26,21 @@ __device__ __forceinline__ float to_f32(__half v) {
   return __half2float(v);
 }
 
+// The two 16-bit floats of a 32-bit word (element 2i in the low half) as fp32: for bf16 one
+// shift and one mask (the compiler's per-element conversion moves the high half down first).
+__device__ __forceinline__ float2 unpack2(uint32_t u, __nv_bfloat16) {
+  return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xFFFF0000u));
+}
+__device__ __forceinline__ float2 unpack2(uint32_t u, __half) {
+  __half2 h;
+  *reinterpret_cast<uint32_t*>(&h) = u;
+  return __half22float2(h);
+}
+template <class T>
+__device__ __forceinline__ float2 unpack2(const T* e) {  // e: 4-byte aligned pair
+  return unpack2(*reinterpret_cast<const uint32_t*>(e), T{});
+}
+
 __device__ __forceinline__ uint8_t quant_i8(float v, float scale) {
   float q = rintf(__fdiv_rn(v, scale));
   if (q != q) return 0;  // NaN -> 0, as the CPU reference
@@ -75,9 +90,10 @@ __device__ __forceinline__ float row_scale(float amax, float qmax, float* inv) {
 // Codes of 8 consecutive elements (the element rule of quant_row_store): the fast paths above with
 // their tests folded into one flag, so the common case runs branch-free and the exact path (about
 // one chunk in 10^3) redoes the whole chunk; fp8 converts two codes per instruction. Same codes as
-// quant_i8 / quant_e4m3 element by element.
+// quant_i8 / quant_e4m3 element by element. quant8_fast: the fast codes and *fast (false: use
+// quant8_exact's); quant8: both.
 template <class TIn, bool FP8>
-__device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
+__device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, bool* fast_out) {
   uint32_t w[2];
   bool fast = true;
   if constexpr (FP8) {
@@ -86,9 +102,9 @@ __device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
       uint32_t pair[2];
 #pragma unroll
       for (int i = 0; i < 4; i += 2) {
-        float2 y;
-        y.x = __fmul_rn(to_f32(e[4 * h + i]), inv);
-        y.y = __fmul_rn(to_f32(e[4 * h + i + 1]), inv);
+        float2 y = unpack2(e + 4 * h + i);
+        y.x = __fmul_rn(y.x, inv);
+        y.y = __fmul_rn(y.y, inv);
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const float v = j ? y.y : y.x;
@@ -105,9 +121,11 @@ __device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       uint32_t b[4];
+      const float2 v01 = unpack2(e + 4 * h), v23 = unpack2(e + 4 * h + 2);
+      const float v[4] = {v01.x, v01.y, v23.x, v23.y};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float y = __fmul_rn(to_f32(e[4 * h + i]), inv);
+        const float y = __fmul_rn(v[i], inv);
         const float t = __fadd_rn(y, kShift);
         const float k = __fadd_rn(t, -kShift);
         fast &= fabsf(y - k) < 0.5f - 1.0f / 16384.0f && fabsf(k) <= 127.0f;
@@ -116,16 +134,25 @@ __device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
       w[h] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
     }
   }
-  if (!fast) {
-    alignas(8) uint8_t q[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const float v = to_f32(e[i]);
-      q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-    }
-    return *reinterpret_cast<const uint2*>(q);
-  }
+  *fast_out = fast;
   return make_uint2(w[0], w[1]);
+}
+template <class TIn, bool FP8>
+__device__ __forceinline__ uint2 quant8_exact(const TIn* e, float scale) {
+  alignas(8) uint8_t q[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const float v = to_f32(e[i]);
+    q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
+  }
+  return *reinterpret_cast<const uint2*>(q);
+}
+template <class TIn, bool FP8>
+__device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
+  bool fast;
+  const uint2 q = quant8_fast<TIn, FP8>(e, inv, &fast);
+  if (!fast) return quant8_exact<TIn, FP8>(e, scale);
+  return q;
 }
 
 // The lift of one quantized row: codes (shared memory, nblk * m codes, zero past the row's

@@ -136,15 +136,20 @@ __device__ __forceinline__ void silu_mul8(const T* g, const T* u, T* h, float* a
 }
 
 // RMSNorm's two element steps on 8 elements, shared by the norm kernels (row_kernel, the
-// warp-per-row kernel of add_rmsnorm_prologue.cu) so that they agree bit for bit:
+// register-row kernel of add_rmsnorm_prologue.cu) so that they agree bit for bit:
 // sumsq8: ss += x^2 in fp64 (a square of a 16-bit float is exact in fp64);
-// norm8: x <- T(w * T(x * inv)) in place, amax = max(amax, |x|) of the results.
+// norm8: x <- T(w * T(x * inv)) in place, amax = max(amax, |x|) of the results;
+// norm8x2: norm8 with both roundings two per conversion (cvt.rn.{bf16x2,f16x2}.f32 rounds each
+// half as the single conversion does) and the absmax kept as a T pair, max of |T| values (exact;
+// __hmax2 skips a NaN as fmaxf does): the same values.
 template <class T>
 __device__ __forceinline__ double sumsq8(const T* x, double ss) {
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const double v = to_f32(x[i]);
-    ss = fma(v, v, ss);
+  for (int i = 0; i < 8; i += 2) {
+    const float2 v = unpack2(x + i);
+    const double v0 = v.x, v1 = v.y;
+    ss = fma(v0, v0, ss);
+    ss = fma(v1, v1, ss);
   }
   return ss;
 }
@@ -155,6 +160,21 @@ __device__ __forceinline__ void norm8(T* x, const T* w, float inv, float& amax) 
     const float n = round_to<T>(__fmul_rn(to_f32(x[i]), inv));
     x[i] = from_f32<T>(__fmul_rn(to_f32(w[i]), n));
     amax = fmaxf(amax, fabsf(to_f32(x[i])));
+  }
+}
+
+template <class T>
+using T2 = std::conditional_t<std::is_same_v<T, __nv_bfloat16>, __nv_bfloat162, __half2>;
+template <class T>
+__device__ __forceinline__ void norm8x2(T* x, const T* w, float inv, T2<T>& amax2) {
+#pragma unroll
+  for (int i = 0; i < 8; i += 2) {
+    alignas(4) T n[2];
+    const float2 xv = unpack2(x + i), wv = unpack2(w + i);
+    pack2_rn<T>(__fmul_rn(xv.x, inv), __fmul_rn(xv.y, inv), n);
+    const float2 nv = unpack2(n);
+    pack2_rn<T>(__fmul_rn(wv.x, nv.x), __fmul_rn(wv.y, nv.y), x + i);
+    amax2 = __hmax2(amax2, __habs2(*reinterpret_cast<const T2<T>*>(x + i)));
   }
 }
 
