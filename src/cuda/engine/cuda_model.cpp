@@ -331,8 +331,8 @@ class CudaModelImpl final : public CudaModel {
       Status st = kernels::prefill_kernel_parse(v, &m->attn_kernel_);
       if (!st.ok()) return invalid_argument("SLIDESPARSE_PREFILL_ATTENTION: " + st.message());
     }
-    // SLIDESPARSE_NORM: the W8A8 norm prologues' kernel -- cta (default) or auto (the register-row
-    // kernel where it applies; add_rmsnorm_prologue.cuh); the same outputs.
+    // SLIDESPARSE_NORM: the W8A8 norm prologues' kernel -- auto (default: the register-row kernel
+    // where it applies; add_rmsnorm_prologue.cuh) or cta (one CTA per row); the same outputs.
     if (const char* v = std::getenv("SLIDESPARSE_NORM"); v && *v) {
       Status st = kernels::norm_kernel_parse(v, &m->norm_kernel_);
       if (st.ok() && m->norm_kernel_ == kernels::NormKernel::kRegs)
@@ -920,7 +920,7 @@ class CudaModelImpl final : public CudaModel {
   std::string tuning_note_;  // tuning_note(), set by finish_load
   kernels::PrefillKernel attn_kernel_ = kernels::PrefillKernel::kAuto;
   kernels::SiluMath silu_math_ = kernels::SiluMath::kFast;
-  kernels::NormKernel norm_kernel_ = kernels::NormKernel::kCta;  // SLIDESPARSE_NORM
+  kernels::NormKernel norm_kernel_ = kernels::NormKernel::kAuto;  // SLIDESPARSE_NORM
   GemmBackend gemm_backend_ = GemmBackend::kBest;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<LinearScratch> scratch_;
