@@ -250,10 +250,10 @@ if [ "$MODE" = e2e ]; then
     # E2E_NCU: space-separated NAME=REGEX@SKIP (REGEX on mangled names; SKIP = launches of the
     # matching kernel before the profiled one: median_us runs 3 warm-up + 20 timed per case).
     # Defaults: the W8A8 norm without the add, CTA per row (int8 dense: the no-add case follows
-    # the add one's 23 launches) and the register-row kernel, the fast SwiGLU prologues int8
-    # and fp8 dense (row_kernel<bf16, OP, OUT, FP8>).
+    # the add one's 23 launches) and the register-row kernel (C = 3584: 7 chunks a thread, FULL),
+    # the fast SwiGLU prologues int8 and fp8 dense (row_kernel<bf16, OP, OUT, FP8>).
     for spec in ${E2E_NCU:-norm_noadd_int8=row_kernelI13__nv_bfloat16Li0ELi1ELb0E@26 \
-        norm_regs_int8=norm_reg_kernelI13__nv_bfloat16Lb0ELb0EE@5 \
+        norm_regs_int8=norm_reg_kernelI13__nv_bfloat16Lb0ELb0ELi7ELb1E@5 \
         silu_fast_int8=row_kernelI13__nv_bfloat16Li1ELi1ELb0E@5 \
         silu_fast_fp8=row_kernelI13__nv_bfloat16Li1ELi1ELb1E@5}; do
       nm=${spec%%=*} rx=${spec#*=}

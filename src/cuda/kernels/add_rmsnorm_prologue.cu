@@ -11,8 +11,10 @@ namespace {
 constexpr int kRegChunks = 8;        // 8-element chunks per thread at most
 constexpr int kRegMaxThreads = 256;  // so C <= 256 * 8 * 8 = 16384
 
-// quant8's exact path out of line: it is rare (about one chunk in 10^3), and inlined into each of
-// kRegChunks unrolled chunks it made the warp-per-row kernel this one replaces ~100 KB of code.
+// quant8's exact path out of line: inlined into each of kRegChunks unrolled chunks it made the
+// warp-per-row kernel this one replaces ~100 KB of code. It is not rare per warp, though: exact
+// ties such as x = amax / 2 (y = 63.5) send some warp-chunks of most rows down it (see
+// docs/cuda_engine.md; bench/results/h100/e2e_s14/experiments/quant8_fix_mask.patch).
 template <class T, bool FP8>
 __device__ __noinline__ uint2 quant8_exact_call(uint4 v, float scale) {
   Pack8<T> p;

@@ -88,8 +88,9 @@ __device__ __forceinline__ float row_scale(float amax, float qmax, float* inv) {
 }
 
 // Codes of 8 consecutive elements (the element rule of quant_row_store): the fast paths above with
-// their tests folded into one flag, so the common case runs branch-free and the exact path (about
-// one chunk in 10^3) redoes the whole chunk; fp8 converts two codes per instruction. Same codes as
+// their tests folded into one flag, so the common case runs branch-free and the exact path (one
+// chunk in ~10^3 for values off the grid, more where exact ties occur: x = amax / 2 gives int8
+// y = 63.5) redoes the whole chunk; fp8 converts two codes per instruction. Same codes as
 // quant_i8 / quant_e4m3 element by element. quant8_fast: the fast codes and *fast (false: use
 // quant8_exact's); quant8: both.
 template <class TIn, bool FP8>
