@@ -11,17 +11,6 @@ namespace {
 constexpr int kRegChunks = 8;        // 8-element chunks per thread at most
 constexpr int kRegMaxThreads = 256;  // so C <= 256 * 8 * 8 = 16384
 
-// quant8's exact path out of line: inlined into each of kRegChunks unrolled chunks it made the
-// warp-per-row kernel this one replaces ~100 KB of code. It is not rare per warp, though: exact
-// ties such as x = amax / 2 (y = 63.5) send some warp-chunks of most rows down it (see
-// docs/cuda_engine.md; bench/results/h100/e2e_s14/experiments/quant8_fix_mask.patch).
-template <class T, bool FP8>
-__device__ __noinline__ uint2 quant8_exact_call(uint4 v, float scale) {
-  Pack8<T> p;
-  p.u = v;
-  return quant8_exact<T, FP8>(p.e, scale);
-}
-
 // The W8A8 norm without the residual add, the row in registers: one CTA of nt threads per row,
 // KC chunks of 8 elements a thread, chunk k of thread t = elements (t + k * nt) * 8 (coalesced per
 // k), all loads of x issued at once. FULL: C == 8 * KC * nt, every chunk in range (no per-chunk
@@ -29,10 +18,12 @@ __device__ __noinline__ uint2 quant8_exact_call(uint4 v, float scale) {
 // Why not the CTA kernel: it spends ~48 instructions per element (ncu, H100: issue-bound at 46 %
 // of the HBM peak): 7 warps of 16 elements a thread repeat the per-row work (reductions,
 // divisions), and the row makes three trips through shared memory. Here the per-row work is
-// shared by 56 elements a thread, nothing goes through shared memory but the reductions, and the
-// roundings go two per conversion (norm8x2). Element code, sum of squares (fp64, another order:
-// the same mean, see row_kernel), scale rule and codes are row_kernel + quant_row_store's: the
-// same bytes.
+// shared by 56 elements a thread, nothing goes through shared memory but the reductions, the
+// roundings go two per conversion (norm8x2), and a chunk with elements near a rounding boundary
+// fixes just those (quant8_fix; quant8 redoes all 8, and its divergent exact path ran often:
+// x = amax / 2 gives y = 63.5 exactly, and a long row has such x). Element code, sum of squares
+// (fp64, another order: the same mean, see row_kernel), scale rule and codes are row_kernel +
+// quant_row_store's: the same bytes.
 template <class T, bool FP8, bool LIFT68, int KC, bool FULL>
 __global__ void __launch_bounds__(kRegMaxThreads) norm_reg_kernel(RowArgs a) {
   __shared__ double dred[32];
@@ -78,9 +69,9 @@ __global__ void __launch_bounds__(kRegMaxThreads) norm_reg_kernel(RowArgs a) {
 #pragma unroll
   for (int k = 0; k < KC; ++k) {
     if (!in_row(k)) continue;
-    bool fast;
-    uint2 q = quant8_fast<T, FP8>(v[k].e, inv_s, &fast);
-    if (!fast) q = quant8_exact_call<T, FP8>(v[k].u, scale);
+    uint32_t bad;
+    uint2 q = quant8_fast<T, FP8>(v[k].e, inv_s, &bad);
+    if (bad) q = quant8_fix<T, FP8>(q, v[k].u, bad, scale);
     if constexpr (LIFT68)
       store_windows68(dst + k * nt * 12, q);
     else

@@ -90,13 +90,14 @@ __device__ __forceinline__ float row_scale(float amax, float qmax, float* inv) {
 // Codes of 8 consecutive elements (the element rule of quant_row_store): the fast paths above with
 // their tests folded into one flag, so the common case runs branch-free and the exact path (one
 // chunk in ~10^3 for values off the grid, more where exact ties occur: x = amax / 2 gives int8
-// y = 63.5) redoes the whole chunk; fp8 converts two codes per instruction. Same codes as
-// quant_i8 / quant_e4m3 element by element. quant8_fast: the fast codes and *fast (false: use
-// quant8_exact's); quant8: both.
+// y = 63.5) is needed; fp8 converts two codes per instruction. Same codes as quant_i8 /
+// quant_e4m3 element by element. quant8_fast: the fast codes and *bad, the mask of the elements
+// whose code the exact path must give (bit i: element i; 0: all fast); quant8: both, a chunk with
+// a bad element redone whole by quant8_exact; quant8_fix: only the bad elements.
 template <class TIn, bool FP8>
-__device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, bool* fast_out) {
+__device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, uint32_t* bad_out) {
   uint32_t w[2];
-  bool fast = true;
+  uint32_t bad = 0;
   if constexpr (FP8) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -110,8 +111,9 @@ __device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, bool* fast
         for (int j = 0; j < 2; ++j) {
           const float v = j ? y.y : y.x;
           const float a = fabsf(v);
-          fast &= a >= 0.015625f && a <= 512.0f &&
-                  (__float_as_uint(v) & 0xFFFFFu) - (0x80000u - 64u) > 128u;
+          const bool ok = a >= 0.015625f && a <= 512.0f &&
+                          (__float_as_uint(v) & 0xFFFFFu) - (0x80000u - 64u) > 128u;
+          bad |= (ok ? 0u : 1u) << (4 * h + i + j);
         }
         pair[i / 2] = __nv_cvt_float2_to_fp8x2(y, __NV_SATFINITE, __NV_E4M3);
       }
@@ -129,13 +131,14 @@ __device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, bool* fast
         const float y = __fmul_rn(v[i], inv);
         const float t = __fadd_rn(y, kShift);
         const float k = __fadd_rn(t, -kShift);
-        fast &= fabsf(y - k) < 0.5f - 1.0f / 16384.0f && fabsf(k) <= 127.0f;
+        const bool ok = fabsf(y - k) < 0.5f - 1.0f / 16384.0f && fabsf(k) <= 127.0f;
+        bad |= (ok ? 0u : 1u) << (4 * h + i);
         b[i] = __float_as_uint(t);
       }
       w[h] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
     }
   }
-  *fast_out = fast;
+  *bad_out = bad;
   return make_uint2(w[0], w[1]);
 }
 template <class TIn, bool FP8>
@@ -150,9 +153,28 @@ __device__ __forceinline__ uint2 quant8_exact(const TIn* e, float scale) {
 }
 template <class TIn, bool FP8>
 __device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
-  bool fast;
-  const uint2 q = quant8_fast<TIn, FP8>(e, inv, &fast);
-  if (!fast) return quant8_exact<TIn, FP8>(e, scale);
+  uint32_t bad;
+  const uint2 q = quant8_fast<TIn, FP8>(e, inv, &bad);
+  if (bad) return quant8_exact<TIn, FP8>(e, scale);
+  return q;
+}
+// The exact codes of the elements in `bad` patched into q, one at a time (usually one), the
+// element picked from the chunk's registers v (no indexed local array).
+template <class TIn, bool FP8>
+__device__ __forceinline__ uint2 quant8_fix(uint2 q, uint4 v, uint32_t bad, float scale) {
+  while (bad) {
+    const int i = __ffs(bad) - 1;
+    bad &= bad - 1;
+    const uint32_t word = i < 4 ? (i < 2 ? v.x : v.y) : (i < 6 ? v.z : v.w);
+    const float2 f = unpack2(word, TIn{});
+    const float x = i & 1 ? f.y : f.x;
+    const uint32_t code = FP8 ? quant_e4m3(x, scale) : quant_i8(x, scale);
+    const int sh = (i & 3) * 8;
+    if (i < 4)
+      q.x = (q.x & ~(0xFFu << sh)) | (code << sh);
+    else
+      q.y = (q.y & ~(0xFFu << sh)) | (code << sh);
+  }
   return q;
 }
 
