@@ -56,6 +56,10 @@ say "cuSPARSELt: $(ls "$CUSPARSELT_ROOT"/lib 2>/dev/null | tr '\n' ' ') ($CUSPAR
 say "cuBLASLt: $(ls /usr/local/cuda/lib64/libcublasLt.so.* 2>/dev/null | head -n1)"
 
 # ---- build ----------------------------------------------------------------------------------------
+# The CUTLASS GEMMs when their headers are here (CUTLASS_ROOT, or .deps/cutlass carried along).
+CUTLASS_ON=()
+[ -n "${CUTLASS_ROOT:-}" ] || [ -f "$ROOT/.deps/cutlass/include/cutlass/cutlass.h" ] &&
+  CUTLASS_ON=(-DSLIDESPARSE_CUTLASS=ON)
 B=$ROOT/build-device
 if [ -n "${SS_PREBUILT:-}" ] && [ -x "$SS_PREBUILT/slidesparse" ]; then
   say "$(stamp) build: prebuilt binaries from $SS_PREBUILT"
@@ -66,7 +70,7 @@ if [ -n "${SS_PREBUILT:-}" ] && [ -x "$SS_PREBUILT/slidesparse" ]; then
   export SS_CLI_OVERRIDE=$B/bin/slidesparse  # tests that run the CLI: not their build tree's path
 elif [ ! -f "$B/CMakeCache.txt" ]; then
   cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${SS_ARCH:-90a-real}" \
-    -DCUSPARSELT_ROOT="$CUSPARSELT_ROOT" "${PREFIX[@]}" >"$LOGDIR/cmake.log" 2>&1
+    -DCUSPARSELT_ROOT="$CUSPARSELT_ROOT" "${PREFIX[@]}" "${CUTLASS_ON[@]}" >"$LOGDIR/cmake.log" 2>&1
 fi
 if [ -n "${SS_PREBUILT:-}" ] && [ -x "$SS_PREBUILT/slidesparse" ]; then
   :
@@ -78,6 +82,12 @@ else
   tail -n 20 "$LOGDIR/cmake.log" 2>/dev/null | tee -a "$SUMMARY"
   exit 1
 fi
+
+# The binary's build (slidesparse --version): without the CUTLASS GEMMs `--gemm-backend best` runs
+# the library GEMMs, so every W8A8 prefill figure of bench e2e changes (session 16's call 1).
+say "$("$B/bin/slidesparse" --version 2>&1)"
+"$B/bin/slidesparse" --version 2>&1 | grep -q CUTLASS ||
+  say "WARNING: no CUTLASS GEMMs in this build: W8A8 linears run the library GEMMs (configure with -DSLIDESPARSE_CUTLASS=ON)"
 
 # ---- tests ----------------------------------------------------------------------------------------
 if [ "$MODE" != bench ] && [ "${SS_SKIP_TESTS:-0}" != 1 ]; then

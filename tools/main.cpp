@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cli.h"
@@ -31,6 +32,22 @@ int exit_code_for(const Status& s) {
   return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
 }
 
+namespace {
+
+// What this binary was built with, for --version: a build without the CUTLASS GEMMs runs
+// `--gemm-backend best` on the library GEMMs, which changes every W8A8 prefill timing.
+const char* build_flavor() {
+#if defined(SLIDESPARSE_WITH_CUTLASS)
+  return "CUDA backend, CUTLASS sm90a GEMMs";
+#elif defined(SLIDESPARSE_WITH_CUDA)
+  return "CUDA backend, library GEMMs only: configured without -DSLIDESPARSE_CUTLASS=ON";
+#else
+  return "CPU only";
+#endif
+}
+
+}  // namespace
+
 }  // namespace slidesparse::cli
 
 int main(int argc, char** argv) {
@@ -38,7 +55,7 @@ int main(int argc, char** argv) {
   using namespace slidesparse::cli;
   CLI::App app{"slidesparse: run n:m-pruned LLMs (6:8, 4:6, 8:10) on 2:4 sparse tensor cores"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "slidesparse 0.1.0");
+  app.set_version_flag("--version", std::string("slidesparse 0.1.0 (") + build_flavor() + ")");
 
   // Parents first (commands with nested subcommands, e.g. "bench", "eval"), then leaves.
   std::map<std::string, CLI::App*> parents;

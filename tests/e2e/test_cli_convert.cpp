@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -388,4 +389,21 @@ TEST_F(CliConvert, WandaWithNormsFile) {
   convert_fails(src(), "--prune wanda --norms " + bad,
                 "model.layers.0.mlp.down_proj.weight.act_norm");
   convert_fails(src(), "--norms " + good, "--norms is only used with --prune wanda");
+}
+
+// --version names what the binary was built with (its GEMM backends change every W8A8 timing):
+// the flavour this test binary's own build flags say, on one line, exit code 0.
+TEST(CliVersion, NamesTheBuild) {
+  fs::create_directories(root());
+#if defined(SLIDESPARSE_WITH_CUTLASS)
+  const std::string want = "CUDA backend, CUTLASS sm90a GEMMs";
+#elif defined(SLIDESPARSE_WITH_CUDA)
+  const std::string want = "CUDA backend, library GEMMs only";
+#else
+  const std::string want = "CPU only";
+#endif
+  CliRun r = cli("--version");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("slidesparse 0.1.0 (" + want, 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
 }
