@@ -85,8 +85,9 @@ fi
 
 # The binary's build (slidesparse --version): without the CUTLASS GEMMs `--gemm-backend best` runs
 # the library GEMMs, so every W8A8 prefill figure of bench e2e changes (session 16's call 1).
-say "$("$B/bin/slidesparse" --version 2>&1)"
-"$B/bin/slidesparse" --version 2>&1 | grep -q CUTLASS ||
+version=$("$B/bin/slidesparse" --version 2>&1)
+say "$version"
+[[ "$version" == *CUTLASS* ]] ||
   say "WARNING: no CUTLASS GEMMs in this build: W8A8 linears run the library GEMMs (configure with -DSLIDESPARSE_CUTLASS=ON)"
 
 # ---- tests ----------------------------------------------------------------------------------------

@@ -20,20 +20,6 @@ std::vector<Entry>& registry() {
   return r;
 }
 
-}  // namespace
-
-CommandRegistrar::CommandRegistrar(const std::string& parent, const std::string& name,
-                                   const std::string& description, CommandSetup setup) {
-  registry().push_back({parent, name, description, std::move(setup)});
-}
-
-int exit_code_for(const Status& s) {
-  if (s.ok()) return 0;
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
-}
-
-namespace {
-
 // What this binary was built with, for --version: a build without the CUTLASS GEMMs runs
 // `--gemm-backend best` on the library GEMMs, which changes every W8A8 prefill timing.
 const char* build_flavor() {
@@ -47,6 +33,16 @@ const char* build_flavor() {
 }
 
 }  // namespace
+
+CommandRegistrar::CommandRegistrar(const std::string& parent, const std::string& name,
+                                   const std::string& description, CommandSetup setup) {
+  registry().push_back({parent, name, description, std::move(setup)});
+}
+
+int exit_code_for(const Status& s) {
+  if (s.ok()) return 0;
+  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+}
 
 }  // namespace slidesparse::cli
 
