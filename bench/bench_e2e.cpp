@@ -311,6 +311,17 @@ class E2eRunner {
     return t;
   }
 
+  // What --gemm-backend became for this model's int8 / fp8 linears on this build and GPU
+  // (effective_gemm_backend): "best" (CUTLASS from M = kCutlassMinM, the library below),
+  // "cutlass" or "library"; bf16 / fp16 linears always run the library.
+  std::string resolved_backend(const Variant& v) const {
+    auto b = gemm_backend_parse(a_.gemm_backend);
+    if (!b.ok()) return "?";
+    const bool sparse = v.pattern != "dense" && p_.linear_mode != LinearMode::kDense;
+    auto e = effective_gemm_backend(*b, sparse, v.quant, p_.act);
+    return e.ok() ? gemm_backend_name(*e) : "?";
+  }
+
   nlohmann::json base_record(const Variant& v, const CudaModel& m, const char* mode) {
     return {{"model", p_.model_name},
             {"dtype", precision_of(v.quant, p_.act)},
@@ -318,6 +329,7 @@ class E2eRunner {
             {"mode", mode},
             {"linear_mode", v.pattern == "dense" ? "dense" : linear_mode_name(p_.linear_mode)},
             {"gemm_backend", a_.gemm_backend},
+            {"gemm_backend_resolved", resolved_backend(v)},
             {"description", m.description()},
             {"weight_gb", static_cast<double>(m.weight_bytes()) / 1e9},
             {"reps", a_.reps},
@@ -479,11 +491,12 @@ class E2eRunner {
       f << nlohmann::json(records_).dump(1) << "\n";
       if (!f) return io_error("cannot write '" + j + ".tmp'");
     }
+    // clang-format off
     static const char* kCols[] = {
-        "model",   "dtype",       "pattern", "mode",          "M",
-        "batch",   "prompt_len",  "gen_len", "tokens_per_s",  "ttft_ms",
-        "tpot_ms", "peak_mem_gb", "speedup", "non_gemm_frac", "linear_mode",
-        "reps",    "round",       "sm_mhz",  "power_w"};
+        "model", "dtype", "pattern", "mode", "M", "batch", "prompt_len", "gen_len", "tokens_per_s",
+        "ttft_ms", "tpot_ms", "peak_mem_gb", "speedup", "non_gemm_frac", "linear_mode", "reps",
+        "round", "sm_mhz", "power_w", "gemm_backend", "gemm_backend_resolved"};
+    // clang-format on
     std::string csv;
     for (const char* k : kCols) csv += std::string(csv.empty() ? "" : ",") + k;
     csv += "\n";

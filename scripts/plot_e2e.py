@@ -19,7 +19,7 @@ from collections import defaultdict
 
 COLS = ["model", "dtype", "pattern", "mode", "M", "batch", "prompt_len", "gen_len", "tokens_per_s",
         "ttft_ms", "tpot_ms", "peak_mem_gb", "speedup", "non_gemm_frac", "linear_mode", "reps",
-        "round", "sm_mhz", "power_w", "gemm_backend"]
+        "round", "sm_mhz", "power_w", "gemm_backend", "gemm_backend_resolved"]
 PAT_ORDER = {"dense": 0, "2:4": 1, "4:6": 2, "6:8": 3, "8:10": 4}
 COLORS = {"2:4": "#1f77b4", "4:6": "#2ca02c", "6:8": "#d62728", "8:10": "#9467bd"}
 DASHES = {"int8": "", "fp8": "6,3", "bf16": "2,3", "fp16": "8,2,2,2"}

@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
   using namespace slidesparse::cli;
   CLI::App app{"slidesparse: run n:m-pruned LLMs (6:8, 4:6, 8:10) on 2:4 sparse tensor cores"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("slidesparse 0.1.0 (") + build_flavor() + ")");
+  app.set_version_flag("--version",
+                       std::string("slidesparse " SLIDESPARSE_VERSION " (") + build_flavor() + ")");
 
   // Parents first (commands with nested subcommands, e.g. "bench", "eval"), then leaves.
   std::map<std::string, CLI::App*> parents;

@@ -140,6 +140,14 @@ TEST(CliBenchE2e, TinyModelOrClearError) {
     if (x["mode"] == "decode") EXPECT_GT(x["tpot_ms"].get<double>(), 0.0);
     if (x["pattern"] == "dense") EXPECT_DOUBLE_EQ(x["speedup"].get<double>(), 1.0);
     EXPECT_FALSE(x["speedup"].is_null());
+    // What --gemm-backend best became: the library for bf16 linears; best (CUTLASS from M = 512)
+    // or the library (no CUTLASS in this build, or not an sm_90 GPU) for int8 ones.
+    EXPECT_EQ(x["gemm_backend"], "best");
+    if (x["dtype"] == "bf16")
+      EXPECT_EQ(x["gemm_backend_resolved"], "library");
+    else
+      EXPECT_TRUE(x["gemm_backend_resolved"] == "best" || x["gemm_backend_resolved"] == "library")
+          << x["gemm_backend_resolved"];
   }
   EXPECT_EQ(std::count_if(recs.begin(), recs.end(),
                           [](const nlohmann::json& x) { return x["M"] == 64 && x["batch"] == 2; }),

@@ -404,6 +404,7 @@ TEST(CliVersion, NamesTheBuild) {
 #endif
   CliRun r = cli("--version");
   EXPECT_EQ(r.rc, 0) << r.err;
-  EXPECT_EQ(r.out.rfind("slidesparse 0.1.0 (" + want, 0), 0u) << r.out;
+  EXPECT_EQ(r.out.rfind(std::string("slidesparse " SLIDESPARSE_VERSION " (") + want, 0), 0u)
+      << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
 }
