@@ -165,15 +165,15 @@ TEST(CudaAttention, PrefillMatchesReference) {
             // shapes of the mma.sync one (alternating over the cases).
             const k::PrefillKernel mma = (pos0 == 0) == (sl.L % 2 == 0) ? k::PrefillKernel::kMma128
                                                                         : k::PrefillKernel::kMma64;
-            for (k::PrefillKernel kern : {mma, k::PrefillKernel::kWgmma}) {
-              if (kern == k::PrefillKernel::kWgmma && !k::attention_prefill_sm90_supports(sm, hd))
-                continue;
+            for (k::PrefillKernel kern :
+                 {mma, k::PrefillKernel::kWgmma, k::PrefillKernel::kWgmmaOverlap}) {
+              if (kern != mma && !k::attention_prefill_sm90_supports(sm, hd)) continue;
               PrefillCase c{t, hd, hk.H, hk.KV, sl.S, sl.L, pos0, kern};
               SCOPED_TRACE(c.name());
               Err e = run_prefill(c, ++seed);
               EXPECT_EQ(e.bad, 0) << "max abs err " << e.max_abs << " tol " << tol_for(t);
               EXPECT_EQ(e.poison_broken, 0);
-              double& w = worst[t == DType::kF16][kern == k::PrefillKernel::kWgmma];
+              double& w = worst[t == DType::kF16][kern != mma];
               w = std::max(w, e.max_abs);
             }
           }
@@ -188,15 +188,67 @@ TEST(CudaAttention, PrefillMatchesReference) {
 // A few cases, quick enough for compute-sanitizer.
 TEST(CudaAttention, PrefillSmall) {
   SS_SKIP_WITHOUT_GPU();
-  const PrefillCase cases[] = {{DType::kBF16, 128, 5, 1, 2, 130, 37},
-                               {DType::kF16, 16, 4, 2, 3, 19, 0},
-                               {DType::kF16, 64, 28, 4, 1, 65, 64},
-                               {DType::kBF16, 128, 5, 1, 2, 130, 37, k::PrefillKernel::kMma128}};
+  // kAuto takes the mma.sync kernel at these lengths (< 1024 keys); the wgmma cases force that
+  // kernel's two schedules (sm_90), the 600-row ones with 5 key tiles per CTA, so every K / V
+  // stage is refilled, and warpgroup 0 skips the last tile where pos0 = 37.
+  const PrefillCase cases[] = {
+      {DType::kBF16, 128, 5, 1, 2, 130, 37},
+      {DType::kF16, 16, 4, 2, 3, 19, 0},
+      {DType::kF16, 64, 28, 4, 1, 65, 64},
+      {DType::kBF16, 128, 5, 1, 2, 130, 37, k::PrefillKernel::kMma128},
+      {DType::kBF16, 128, 5, 1, 2, 130, 37, k::PrefillKernel::kWgmma},
+      {DType::kF16, 64, 8, 2, 1, 600, 37, k::PrefillKernel::kWgmma},
+      {DType::kBF16, 128, 5, 1, 2, 130, 37, k::PrefillKernel::kWgmmaOverlap},
+      {DType::kF16, 64, 8, 2, 1, 600, 37, k::PrefillKernel::kWgmmaOverlap},
+      {DType::kBF16, 128, 4, 2, 1, 600, 0, k::PrefillKernel::kWgmmaOverlap}};
+  int sm = 0;
+  SS_ASSERT_OK(cuda::check_device(&sm));
   for (const PrefillCase& c : cases) {
+    const bool wgmma =
+        c.kernel == k::PrefillKernel::kWgmma || c.kernel == k::PrefillKernel::kWgmmaOverlap;
+    if (wgmma && !k::attention_prefill_sm90_supports(sm, c.hd)) continue;
     SCOPED_TRACE(c.name());
     Err e = run_prefill(c, 7);
     EXPECT_EQ(e.bad, 0) << "max abs err " << e.max_abs;
     EXPECT_EQ(e.poison_broken, 0);
+  }
+}
+
+// The wgmma kernel's two schedules issue the same operations on the same values in the same order
+// per element (only the overlap of one tile's P V with the next tile's S and softmax differs):
+// their outputs must be identical bytes.
+TEST(CudaAttention, PrefillWgmmaSchedulesBitIdentical) {
+  SS_SKIP_WITHOUT_GPU();
+  int sm = 0;
+  SS_ASSERT_OK(cuda::check_device(&sm));
+  if (!k::attention_prefill_sm90_supports(sm, 128)) GTEST_SKIP() << "needs an sm_90 GPU";
+  struct C {
+    DType t;
+    int64_t hd, H, KV, S, L, pos0;
+  };
+  for (const C& c : {C{DType::kBF16, 128, 8, 2, 2, 1100, 0}, C{DType::kF16, 128, 4, 1, 1, 700, 37},
+                     C{DType::kBF16, 64, 6, 3, 3, 520, 300}, C{DType::kF16, 64, 2, 2, 1, 64, 1}}) {
+    SCOPED_TRACE(std::string(dtype_name(c.t)) + " hd=" + std::to_string(c.hd) +
+                 " L=" + std::to_string(c.L) + " pos0=" + std::to_string(c.pos0));
+    const int64_t max_ctx = c.pos0 + c.L, ldq = c.H * c.hd, n_kv = c.S * max_ctx * c.KV * c.hd;
+    cuda::DeviceBuffer dq, dk, dv, o1, o2;
+    ASSERT_TRUE(dq.reserve(c.S * c.L * ldq * 2).ok());
+    ASSERT_TRUE(dk.reserve(n_kv * 2).ok());
+    ASSERT_TRUE(dv.reserve(n_kv * 2).ok());
+    ASSERT_TRUE(o1.reserve(c.S * c.L * ldq * 2).ok());
+    ASSERT_TRUE(o2.reserve(c.S * c.L * ldq * 2).ok());
+    SS_ASSERT_OK(k::launch_fill_random(c.t, dq.get(), c.S * c.L * ldq, 11, nullptr));
+    SS_ASSERT_OK(k::launch_fill_random(c.t, dk.get(), n_kv, 12, nullptr));
+    SS_ASSERT_OK(k::launch_fill_random(c.t, dv.get(), n_kv, 13, nullptr));
+    for (auto [out, kern] : {std::pair{&o1, k::PrefillKernel::kWgmma},
+                             std::pair{&o2, k::PrefillKernel::kWgmmaOverlap}})
+      SS_ASSERT_OK(k::launch_attention_prefill(c.t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, c.S,
+                                               c.L, c.pos0, c.H, c.KV, c.hd, out->get(), ldq,
+                                               nullptr, kern));
+    auto a = to_host<uint16_t>(o1, c.S * c.L * ldq), b = to_host<uint16_t>(o2, c.S * c.L * ldq);
+    int64_t diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) diff += a[i] != b[i];
+    EXPECT_EQ(diff, 0) << "of " << a.size() << " outputs";
   }
 }
 
@@ -220,10 +272,11 @@ TEST(CudaAttention, PrefillRejectsBadArguments) {
   EXPECT_EQ(call(DType::kBF16, 256, 16, 8, 0, 4, 2, 64, static_cast<char*>(p) + 2).code(),
             StatusCode::kInvalidArgument);
   // The wgmma kernel where it cannot run (head dim 32; any head dim off sm_90): unsupported.
-  EXPECT_EQ(k::launch_attention_prefill(DType::kBF16, p, 128, p, p, 16, 1, 8, 8, 4, 2, 32, p, 128,
-                                        nullptr, k::PrefillKernel::kWgmma)
-                .code(),
-            StatusCode::kUnsupported);
+  for (k::PrefillKernel kern : {k::PrefillKernel::kWgmma, k::PrefillKernel::kWgmmaOverlap})
+    EXPECT_EQ(k::launch_attention_prefill(DType::kBF16, p, 128, p, p, 16, 1, 8, 8, 4, 2, 32, p, 128,
+                                          nullptr, kern)
+                  .code(),
+              StatusCode::kUnsupported);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
@@ -460,9 +513,11 @@ TEST(CudaAttention, DISABLED_Perf) {
     SS_ASSERT_OK(k::launch_fill_random(t, dv.get(), pc.S * max_ctx * KV * hd, 3, nullptr));
     int sm = 0;
     SS_ASSERT_OK(cuda::check_device(&sm));
-    for (k::PrefillKernel kern :
-         {k::PrefillKernel::kWgmma, k::PrefillKernel::kMma128, k::PrefillKernel::kMma64}) {
-      if (kern == k::PrefillKernel::kWgmma && !k::attention_prefill_sm90_supports(sm, hd)) continue;
+    for (k::PrefillKernel kern : {k::PrefillKernel::kWgmma, k::PrefillKernel::kWgmmaOverlap,
+                                  k::PrefillKernel::kMma128, k::PrefillKernel::kMma64}) {
+      const bool wgmma =
+          kern == k::PrefillKernel::kWgmma || kern == k::PrefillKernel::kWgmmaOverlap;
+      if (wgmma && !k::attention_prefill_sm90_supports(sm, hd)) continue;
       auto run = [&] {
         return k::launch_attention_prefill(t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, pc.S,
                                            pc.L, 0, H, KV, hd, dout.get(), ldq, nullptr, kern);

@@ -555,11 +555,12 @@ float compare_logit_rows(const std::vector<float>& a, const std::vector<float>& 
   return worst;
 }
 
-// The engine with the wgmma prefill attention (auto on sm_90 from 1024 attended keys) against the
-// same model forced onto the mma.sync kernel: a synthetic Llama3.2-1B (hd 64, 16 layers, bf16)
-// prefilling one 1100-token prompt and decoding 2 tokens. Both kernels approximate exact
-// attention within the same bound (attention_test), so the logits agree within the GPU-vs-CPU
-// parity tolerance (5 % of the largest logit), and the greedy tokens where the top two are apart.
+// The engine with the wgmma prefill attention (auto on sm_90 from 1024 attended keys; and its
+// overlapped schedule, forced) against the same model forced onto the mma.sync kernel: a synthetic
+// Llama3.2-1B (hd 64, 16 layers, bf16) prefilling one 1100-token prompt and decoding 2 tokens. Both
+// kernels approximate exact attention within the same bound (attention_test), so the logits agree
+// within the GPU-vs-CPU parity tolerance (5 % of the largest logit), and the greedy tokens where
+// the top two are apart.
 TEST(CudaModel, WgmmaPrefillAttentionMatchesMmaEndToEnd) {
   SS_SKIP_WITHOUT_GPU();
   int sm = 0;
@@ -576,7 +577,8 @@ TEST(CudaModel, WgmmaPrefillAttentionMatchesMmaEndToEnd) {
   const int64_t L = 1100;
   std::vector<std::vector<float>> logits;  // [kernel][step * V + v]
   std::vector<std::vector<int32_t>> tokens;
-  for (const char* kernel : {"mma128", "auto"}) {
+  // auto: the wgmma kernel's serial schedule at 1100 keys; wgmma_overlap forces the other one.
+  for (const char* kernel : {"mma128", "auto", "wgmma_overlap"}) {
     ::setenv("SLIDESPARSE_PREFILL_ATTENTION", kernel, 1);
     auto m = CudaModel::synthetic(spec, o);
     ::unsetenv("SLIDESPARSE_PREFILL_ATTENTION");
@@ -594,8 +596,15 @@ TEST(CudaModel, WgmmaPrefillAttentionMatchesMmaEndToEnd) {
   const int64_t V = static_cast<int64_t>(logits[0].size() / 3);
   const float worst =
       compare_logit_rows(logits[0], logits[1], tokens[0], tokens[1], 3, V, 0.05f, 0.1f, "step");
-  std::printf("[wgmma] llama3.2-1b bf16, 1100-token prompt: max|wgmma-mma|/max|logit| = %.4f\n",
-              worst);
+  const float worst_ovl =
+      compare_logit_rows(logits[0], logits[2], tokens[0], tokens[2], 3, V, 0.05f, 0.1f, "step");
+  std::printf(
+      "[wgmma] llama3.2-1b bf16, 1100-token prompt: max|wgmma-mma|/max|logit| = %.4f, "
+      "wgmma_overlap %.4f\n",
+      worst, worst_ovl);
+  // The two wgmma schedules compute the same bytes (attention_test
+  // PrefillWgmmaSchedulesBitIdentical).
+  EXPECT_EQ(logits[1], logits[2]);
 }
 
 // One engine run with an environment switch set at load: a batched prefill of 2 x 11 tokens (ids

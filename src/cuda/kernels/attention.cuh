@@ -6,9 +6,9 @@
 // the query at row s*L+i sits at position pos0+i and attends keys 0 .. pos0+i of slot s (the cache
 // already holds them). out: [S*L, ldo], head h at column h*hd. kernel: which implementation
 // (same arithmetic, same tolerances): kAuto takes the wgmma kernel on sm_90 for hd 64 / 128 when
-// pos0 + L >= 1024, else the mma.sync kernel with 128 query rows per CTA where the device's
-// shared memory per block allows it, else 64; the others force one (kWgmma on another GPU or
-// head dim: kUnsupported).
+// pos0 + L >= 1024 (with its overlapped schedule, kWgmmaOverlap, from 4096), else the mma.sync
+// kernel with 128 query rows per CTA where the device's shared memory per block allows it, else
+// 64; the others force one (kWgmma / kWgmmaOverlap on another GPU or head dim: kUnsupported).
 //
 // Decode: one query per sequence b = 0..B-1 (row b of q), cache slot b, attending keys
 // 0 .. kv_len[b]-1 (device array). The launch grid depends only on B and max_ctx, never on
@@ -30,9 +30,10 @@
 
 namespace slidesparse::cuda::kernels {
 
-enum class PrefillKernel { kAuto, kWgmma, kMma128, kMma64 };
+enum class PrefillKernel { kAuto, kWgmma, kWgmmaOverlap, kMma128, kMma64 };
 const char* prefill_kernel_name(PrefillKernel k);
-// "auto" | "wgmma" | "mma128" | "mma64" (the engine reads SLIDESPARSE_PREFILL_ATTENTION with it).
+// "auto" | "wgmma" | "wgmma_overlap" | "mma128" | "mma64" (the engine reads
+// SLIDESPARSE_PREFILL_ATTENTION with it).
 Status prefill_kernel_parse(const char* name, PrefillKernel* out);
 
 Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void* k_cache,

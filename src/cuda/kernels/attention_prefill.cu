@@ -25,8 +25,9 @@ using namespace sm80;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kBc = 64;                  // keys per tile
-constexpr int64_t kWgmmaMinKeys = 1024;  // kAuto's switch to the sm_90 kernel (pos0 + L)
+constexpr int kBc = 64;                    // keys per tile
+constexpr int64_t kWgmmaMinKeys = 1024;    // kAuto's switch to the sm_90 kernel (pos0 + L)
+constexpr int64_t kOverlapMinKeys = 4096;  // ... and to its overlapped schedule
 
 // MT m16 tiles per warp: MT = 2 (128-row CTAs) where the device's shared memory per block allows
 // it, MT = 1 (64-row CTAs, 87 KB at hd 128) on GPUs with less (sm_86 / sm_89: 99 KB).
@@ -290,18 +291,22 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   int sm = 0;
   SS_RETURN_IF_ERROR(check_device(&sm));
   const bool wgmma_ok = attention_prefill_sm90_supports(sm, hd);
-  if (kernel == PrefillKernel::kWgmma && !wgmma_ok)
-    return unsupported(what + "the wgmma kernel needs an sm_90 GPU and head dim 64 or 128 (sm_" +
+  const bool wgmma = kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap;
+  if (wgmma && !wgmma_ok)
+    return unsupported(what + "the wgmma kernels need an sm_90 GPU and head dim 64 or 128 (sm_" +
                        std::to_string(sm) + ", hd " + std::to_string(hd) + ")");
   // Auto: the wgmma kernel from 1024 attended keys on (H100, Qwen2.5-7B heads, causal: 331 vs 254
   // TFLOPS at L = 1024, 504 vs 328 at 16384 -- docs/attention.md); shorter calls are not measured
-  // and keep the mma.sync kernel.
+  // and keep the mma.sync kernel. Its overlapped schedule from 4096 keys on (H100, same heads:
+  // 3.49-3.65 vs 3.80-3.87 ms at L = 16384, 1.02 vs 1.05 at 4096, a tie at 2048, 1 % slower at
+  // 1024 -- session 17, docs/attention.md).
   if (kernel == PrefillKernel::kAuto && wgmma_ok && pos0 + L >= kWgmmaMinKeys)
-    kernel = PrefillKernel::kWgmma;
+    kernel = pos0 + L >= kOverlapMinKeys ? PrefillKernel::kWgmmaOverlap : PrefillKernel::kWgmma;
   if (S == 0 || L == 0) return Status::Ok();
-  if (kernel == PrefillKernel::kWgmma)
+  if (kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap)
     return launch_attention_prefill_sm90(t, q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
-                                         hd, out, ldo, stream);
+                                         hd, out, ldo, kernel == PrefillKernel::kWgmmaOverlap,
+                                         stream);
   int rows_per_cta = kernel == PrefillKernel::kMma64 ? 64 : 128;
   if (kernel == PrefillKernel::kAuto) {  // 128 rows where the shared memory per block allows
     int optin = 0;
@@ -320,20 +325,22 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
 }
 
 Status prefill_kernel_parse(const char* name, PrefillKernel* out) {
-  for (PrefillKernel k :
-       {PrefillKernel::kAuto, PrefillKernel::kWgmma, PrefillKernel::kMma128, PrefillKernel::kMma64})
+  for (PrefillKernel k : {PrefillKernel::kAuto, PrefillKernel::kWgmma, PrefillKernel::kWgmmaOverlap,
+                          PrefillKernel::kMma128, PrefillKernel::kMma64})
     if (std::string(name) == prefill_kernel_name(k)) {
       *out = k;
       return Status::Ok();
     }
   return invalid_argument(std::string("prefill attention kernel '") + name +
-                          "' (expected auto, wgmma, mma128 or mma64)");
+                          "' (expected auto, wgmma, wgmma_overlap, mma128 or mma64)");
 }
 
 const char* prefill_kernel_name(PrefillKernel k) {
   switch (k) {
     case PrefillKernel::kWgmma:
       return "wgmma";
+    case PrefillKernel::kWgmmaOverlap:
+      return "wgmma_overlap";
     case PrefillKernel::kMma128:
       return "mma128";
     case PrefillKernel::kMma64:
