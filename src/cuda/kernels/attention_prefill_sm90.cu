@@ -167,12 +167,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t qpos_r0 = qpos_wg + wq * 16 + lane / 4;
   const uint32_t q_addr = smem_u32(sQ) + wg * 64 * 128;  // rows 64 wg .. of every column block
 
-  // Causal mask (only on tiles reaching past this warpgroup's first query position: element
-  // (i, e) holds key kbase + 8i + 2t + (e & 1) of row r0 + 8 (e >> 1), masked when
-  // 8i + (e & 1) > rel + 8 (e >> 1) -- one compare with a constant per element; rel is clamped to
-  // [-16, 256], which keeps every comparison's outcome), online softmax (log2 domain; every row
-  // sees key 0 in tile 0, so m_run is finite from then on), o rescaled, and P as the A fragments
-  // of 8 key steps (the accumulators of 8-key blocks 2kc, 2kc+1).
+  // The scores of one tile: causal mask (only on tiles reaching past this warpgroup's first
+  // query position: element (i, e) holds key kbase + 8i + 2t + (e & 1) of row r0 + 8 (e >> 1),
+  // masked when 8i + (e & 1) > rel + 8 (e >> 1) -- one compare with a constant per element; rel is
+  // clamped to [-16, 256], which keeps every comparison's outcome), then the online softmax in the
+  // log2 domain (every row sees key 0 in tile 0, so m_run is finite from then on): sc becomes the
+  // unnormalized probabilities, l_run and m_run are updated, alpha is o's rescale factor per row.
+  // It reads neither o nor p, so it can run while a P V wgmma still uses them.
   auto softmax_scores = [&](float(&sc)[64], int64_t kbase, float(&alpha)[2]) {
     if (kbase + kBc - 1 > qpos_wg) {
       const int rel = static_cast<int>(min64(max64(qpos_r0 - kbase - (lane % 4) * 2, -16), 256));
@@ -202,6 +203,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       m_run[r] = m_new;
     }
   };
+  // o *= alpha (per row), and P as the A fragments of 8 key steps (the accumulators of 8-key
+  // blocks 2kc, 2kc+1) rounded to T.
   auto rescale_pack = [&](const float(&sc)[64], const float(&alpha)[2], uint32_t(&p)[kBc / 16][4]) {
 #pragma unroll
     for (int r = 0; r < 2; ++r)
