@@ -235,6 +235,7 @@ class E2eRunner {
   // that a failing model is reported on stderr and the run goes on with the next one (a long
   // sweep keeps its other models); the exit status then says how many failed.
   Status run() {
+    SS_ASSIGN_OR_RETURN(backend_, gemm_backend_parse(a_.gemm_backend));
     int runs = 0, failed = 0;
     Status first_error = Status::Ok();
     // --rounds: the whole list again, in the same order (drift between models shows up as a
@@ -268,7 +269,7 @@ class E2eRunner {
     o.mode = v.pattern == "dense" && p_.slidesparse_ckpt ? LinearMode::kDense : p_.linear_mode;
     o.tuning_path = a_.tuning;
     o.profile = a_.profile;
-    SS_ASSIGN_OR_RETURN(o.gemm_backend, gemm_backend_parse(a_.gemm_backend));
+    o.gemm_backend = backend_;
     if (prefill) {
       int64_t S = 1, Mmax = 1;
       for (int64_t M : p_.Ms) {
@@ -315,10 +316,8 @@ class E2eRunner {
   // (effective_gemm_backend): "best" (CUTLASS from M = kCutlassMinM, the library below),
   // "cutlass" or "library"; bf16 / fp16 linears always run the library.
   std::string resolved_backend(const Variant& v) const {
-    auto b = gemm_backend_parse(a_.gemm_backend);
-    if (!b.ok()) return "?";
     const bool sparse = v.pattern != "dense" && p_.linear_mode != LinearMode::kDense;
-    auto e = effective_gemm_backend(*b, sparse, v.quant, p_.act);
+    auto e = effective_gemm_backend(backend_, sparse, v.quant, p_.act);
     return e.ok() ? gemm_backend_name(*e) : "?";
   }
 
@@ -523,6 +522,7 @@ class E2eRunner {
 
   const E2eArgs& a_;
   const E2ePlan& p_;
+  GemmBackend backend_ = GemmBackend::kBest;  // --gemm-backend, parsed once in run()
   std::mt19937 rng_;
   std::map<std::string, double> dense_tps_;  // "dtype|mode|M|round" -> dense model's tokens/s
   int round_ = 0;

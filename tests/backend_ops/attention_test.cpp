@@ -204,9 +204,8 @@ TEST(CudaAttention, PrefillSmall) {
   int sm = 0;
   SS_ASSERT_OK(cuda::check_device(&sm));
   for (const PrefillCase& c : cases) {
-    const bool wgmma =
-        c.kernel == k::PrefillKernel::kWgmma || c.kernel == k::PrefillKernel::kWgmmaOverlap;
-    if (wgmma && !k::attention_prefill_sm90_supports(sm, c.hd)) continue;
+    if (k::prefill_kernel_is_wgmma(c.kernel) && !k::attention_prefill_sm90_supports(sm, c.hd))
+      continue;
     SCOPED_TRACE(c.name());
     Err e = run_prefill(c, 7);
     EXPECT_EQ(e.bad, 0) << "max abs err " << e.max_abs;
@@ -515,9 +514,7 @@ TEST(CudaAttention, DISABLED_Perf) {
     SS_ASSERT_OK(cuda::check_device(&sm));
     for (k::PrefillKernel kern : {k::PrefillKernel::kWgmma, k::PrefillKernel::kWgmmaOverlap,
                                   k::PrefillKernel::kMma128, k::PrefillKernel::kMma64}) {
-      const bool wgmma =
-          kern == k::PrefillKernel::kWgmma || kern == k::PrefillKernel::kWgmmaOverlap;
-      if (wgmma && !k::attention_prefill_sm90_supports(sm, hd)) continue;
+      if (k::prefill_kernel_is_wgmma(kern) && !k::attention_prefill_sm90_supports(sm, hd)) continue;
       auto run = [&] {
         return k::launch_attention_prefill(t, dq.get(), ldq, dk.get(), dv.get(), max_ctx, pc.S,
                                            pc.L, 0, H, KV, hd, dout.get(), ldq, nullptr, kern);

@@ -31,6 +31,10 @@
 namespace slidesparse::cuda::kernels {
 
 enum class PrefillKernel { kAuto, kWgmma, kWgmmaOverlap, kMma128, kMma64 };
+// The Hopper kernel, either schedule.
+inline bool prefill_kernel_is_wgmma(PrefillKernel k) {
+  return k == PrefillKernel::kWgmma || k == PrefillKernel::kWgmmaOverlap;
+}
 const char* prefill_kernel_name(PrefillKernel k);
 // "auto" | "wgmma" | "wgmma_overlap" | "mma128" | "mma64" (the engine reads
 // SLIDESPARSE_PREFILL_ATTENTION with it).

@@ -291,8 +291,7 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   int sm = 0;
   SS_RETURN_IF_ERROR(check_device(&sm));
   const bool wgmma_ok = attention_prefill_sm90_supports(sm, hd);
-  const bool wgmma = kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap;
-  if (wgmma && !wgmma_ok)
+  if (prefill_kernel_is_wgmma(kernel) && !wgmma_ok)
     return unsupported(what + "the wgmma kernels need an sm_90 GPU and head dim 64 or 128 (sm_" +
                        std::to_string(sm) + ", hd " + std::to_string(hd) + ")");
   // Auto: the wgmma kernel from 1024 attended keys on (H100, Qwen2.5-7B heads, causal: 331 vs 254
@@ -303,7 +302,7 @@ Status launch_attention_prefill(DType t, const void* q, int64_t ldq, const void*
   if (kernel == PrefillKernel::kAuto && wgmma_ok && pos0 + L >= kWgmmaMinKeys)
     kernel = pos0 + L >= kOverlapMinKeys ? PrefillKernel::kWgmmaOverlap : PrefillKernel::kWgmma;
   if (S == 0 || L == 0) return Status::Ok();
-  if (kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap)
+  if (prefill_kernel_is_wgmma(kernel))
     return launch_attention_prefill_sm90(t, q, ldq, k_cache, v_cache, max_ctx, S, L, pos0, H, KV,
                                          hd, out, ldo, kernel == PrefillKernel::kWgmmaOverlap,
                                          stream);

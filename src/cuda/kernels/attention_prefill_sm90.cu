@@ -270,7 +270,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // 0) and the skipped tiles are a suffix, so the first and last tiles are peeled: no wgmma sits
     // under a condition (ptxas serializes the wgmma of a kernel where one does).
     uint32_t p[kBc / 16][4];
-    auto mma_s_wait = [&](float(&sc)[64], int j) {
+    auto wait_tile_issue_s = [&](float(&sc)[64], int j) {
       const int buf = j % kStages;
       mbar_wait(full0 + 8 * buf, (j / kStages) & 1);
       fence_proxy_async();
@@ -279,7 +279,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
     {
       float sc[64];
-      mma_s_wait(sc, 0);
+      wait_tile_issue_s(sc, 0);
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(sc);
@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (; j < n_tiles && static_cast<int64_t>(j) * kBc <= qpos_wg + 63; ++j) {
       float sc[64];
       fence_regs(o);
-      mma_s_wait(sc, j);  // waits for tile j, then issues S (wgmma_fence included)
+      wait_tile_issue_s(sc, j);  // wgmma_fence included
       wgmma_commit();
       mma_o<T, HD>(o, p, smem_u32(sV + ((j - 1) % kStages) * kTile));
       wgmma_commit();
