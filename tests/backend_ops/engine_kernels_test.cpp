@@ -462,6 +462,69 @@ TEST(EngineKernels, QuantizeRoundingBoundaries) {
     }
 }
 
+// The fast path with scales other than 1 (y = x * inv differs from x / scale in the last bits),
+// at values where that can matter: fp8 values in e4m3's subnormal range (|y| < 2^-6, grid 2^-9)
+// and near its odd multiples of 2^-10, int8 values near k + 1/2, plus ordinary values; random row
+// absmax over 2^-6 .. 2^8. The codes and scales must be the CPU rule's.
+TEST(EngineKernels, QuantizeTinyAndNearBoundaryRandomScales) {
+  SS_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(2026);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  for (DType t : {DType::kBF16, DType::kF16})
+    for (QuantMode q : {QuantMode::kInt8, QuantMode::kFp8}) {
+      SCOPED_TRACE(tname(t) + " " + quant_mode_name(q));
+      const float qmax = quant_qmax(q);
+      const int64_t rows = 96, C = 1024;
+      std::vector<uint16_t> raw(rows * C);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float amax = std::ldexp(1.0f, -6 + static_cast<int>(r % 15)) * (1.0f + uni(rng) / 4);
+        const float unit = rt(t, amax) / qmax;  // ~ the row's scale
+        raw[r * C] = rnd(t, amax);
+        for (int64_t c = 1; c < C; ++c) {
+          float y;  // the intended quotient x / scale
+          switch (c % 3) {
+            case 0:  // ordinary
+              y = uni(rng) * qmax * 0.99f;
+              break;
+            case 1:  // int8: small codes; fp8: the subnormal range and its edge at 2^-6
+              y = q == QuantMode::kInt8 ? uni(rng) * 2.0f : uni(rng) * 0.0165f;
+              break;
+            default: {  // next to a rounding boundary
+              const float k = std::floor(std::fabs(uni(rng)) * (q == QuantMode::kInt8 ? 126 : 15));
+              const float b = q == QuantMode::kInt8 ? k + 0.5f : std::ldexp(2 * k + 1, -10);
+              y = b * (1.0f + uni(rng) * 1e-3f);
+            }
+          }
+          raw[r * C + c] = rnd(t, (c % 2 ? -y : y) * unit);
+        }
+        // x whose quotient lies within the scale's rounding error (2^-24) of a boundary without
+        // being on it, when amax / qmax is inexact: A / 2 (int8 63.5), and for e4m3 A * 2^-16
+        // (7 * 2^-10, subnormal), 3 A * 2^-16 (21 * 2^-10) and 3 A * 2^(j-10) (21/16 * 2^j).
+        const float A = val(t, raw[r * C]);
+        std::vector<float> ties = {A / 2};
+        if (q == QuantMode::kFp8) {
+          ties.push_back(std::ldexp(A, -16));
+          ties.push_back(std::ldexp(3 * A, -16));
+          for (int j = -6; j <= 8; ++j) ties.push_back(std::ldexp(3 * A, j - 10));
+        }
+        for (size_t i = 0; i < ties.size(); ++i)
+          raw[r * C + 1 + static_cast<int64_t>(i)] = rnd(t, i % 2 ? -ties[i] : ties[i]);
+      }
+      std::vector<float> f(raw.size());
+      for (size_t i = 0; i < raw.size(); ++i) f[i] = val(t, raw[i]);
+      std::vector<uint8_t> want(rows * C);
+      std::vector<float> sc(rows);
+      quantize_rows(q, f.data(), rows, C, want.data(), sc.data());
+      auto dx = to_device(raw);
+      auto dout = poisoned(rows * C), dsc = poisoned(rows * 4);
+      SS_ASSERT_OK(k::launch_quantize(t, q, dx.get(), rows, C, dout.get(), rows, C, dsc.as<float>(),
+                                      nullptr));
+      expect_same8(to_host<uint8_t>(dout, rows * C), want, C, "codes, random scales");
+      auto gsc = to_host<float>(dsc, rows);
+      for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(std::memcmp(&gsc[r], &sc[r], 4), 0) << r;
+    }
+}
+
 // ---- fused prologues ------------------------------------------------------------------------
 struct SlotCase {
   QuantMode q;
@@ -812,6 +875,24 @@ double median_us(F f) {
   std::sort(us.begin(), us.end());
   return us[us.size() / 2];
 }
+// buf [M, cols] of T = N(0, 1) values: 256 rows made on the host, copied down the buffer. The
+// uniform fill has few tiny values; a Gaussian gate x up row has many (a model's SwiGLU outputs
+// do), and the quantizer's speed depends on how many elements leave its fast path.
+void fill_gaussian_rows(DType t, cuda::DeviceBuffer& buf, int64_t M, int64_t cols) {
+  const int64_t R = std::min<int64_t>(M, 256);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<uint16_t> h(R * cols);
+  for (auto& v : h) v = rnd(t, nd(rng));
+  const size_t bytes = h.size() * 2;
+  ASSERT_EQ(cudaMemcpy(buf.get(), h.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
+  for (int64_t r = R; r < M; r += R)
+    ASSERT_EQ(
+        cudaMemcpy(static_cast<char*>(buf.get()) + r * cols * 2, buf.get(),
+                   static_cast<size_t>(std::min(R, M - r) * cols * 2), cudaMemcpyDeviceToDevice),
+        cudaSuccess);
+}
+
 double g_peak_gbs = 0;  // the device's DRAM peak: 2 x memory clock x bus width
 void report(const char* what, double us, double bytes) {
   std::printf("%-58s %9.1f us %8.1f GB/s  (%.0f%% of peak)\n", what, us, bytes / us * 1e-3,
@@ -883,6 +964,16 @@ TEST(EngineKernels, DISABLED_Bandwidth) {
         report(name.c_str(), wa, io + out);
       }
     }
+    fill_gaussian_rows(t, x, M, C);  // the register-row norm on Gaussian rows
+    for (QuantMode q : {QuantMode::kInt8, QuantMode::kFp8}) {
+      TestSlot s = make_slot(t, SlotCase{q, nullptr}, M, C, 0);
+      double wa = median_us([&] {
+        return k::launch_add_rmsnorm_prologue(t, x.get(), nullptr, w.get(), 1e-6f, M, C, s.s,
+                                              nullptr, k::NormKernel::kRegs);
+      });
+      report((std::string("  register row: ") + quant_mode_name(q) + " dense, Gaussian x").c_str(),
+             wa, io + static_cast<double>(s.code_bytes) + 4.0 * M);
+    }
   }
   {
     const int64_t M = 16384, F = 18944;
@@ -915,6 +1006,20 @@ TEST(EngineKernels, DISABLED_Bandwidth) {
         std::printf("%-58s %9.1f us  (fused saves %.0f%%)\n", "  unfused: silu_mul + prologue", un,
                     (1 - fu / un) * 100);
       }
+    }
+    fill_gaussian_rows(t, gu, M, 2 * F);  // gate and up N(0, 1), as a model's rows
+    for (const SlotCase& sc :
+         {SlotCase{QuantMode::kInt8, nullptr}, SlotCase{QuantMode::kFp8, nullptr},
+          SlotCase{QuantMode::kFp8, "6:8"}}) {
+      TestSlot s = make_slot(t, sc, M, F, 0);
+      const double out = static_cast<double>(s.code_bytes) + 4.0 * M;
+      double fu = median_us([&] {
+        return k::launch_silu_mul_prologue(t, gu.get(), 2 * F, M, F, s.s, nullptr,
+                                           k::SiluMath::kFast);
+      });
+      std::string name = std::string("silu_mul_prologue fast ") + quant_mode_name(sc.q) + " " +
+                         (sc.pattern ? sc.pattern : "dense") + ", Gaussian gu";
+      report(name.c_str(), fu, 2 * io + out);
     }
   }
   {

@@ -64,8 +64,13 @@ __device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
 // row's own scale, |y| <= 127.01). Otherwise -- beyond 2^22 y is a multiple of 0.5 and k is y or
 // fails a test; NaN and inf fail both -- the exact path decides (it clamps).
 // e4m3: in its normal range (|y| >= 2^-6) the boundaries are the fp32 values whose 20 mantissa
-// bits below e4m3's 3 are 0x80000; the two differ by <= 2.5 fp32 ulps; margin 64 ulps. Smaller
-// |y| (e4m3 subnormals), NaN, inf: exact path. Saturation (448 .. 512) has no boundary.
+// bits below e4m3's 3 are 0x80000; the two differ by <= 2.5 fp32 ulps; margin 64 ulps. Below 2^-6
+// (e4m3 subnormals, grid 2^-9) the boundaries are the odd multiples of 2^-10, which
+// |y| + 2^-6 maps onto the same bit test in the binade [2^-6, 2^-5), whose grid is also 2^-9: the
+// add's rounding (<= 2^-30) and y's error (<= 2^-29 there) stay far inside the 64-ulp margin
+// (2^-23 in that binade). (Tiny values are common in SwiGLU outputs: 0.3 % of a Gaussian gate x
+// up row scaled to 448 falls below 2^-6, and each used to send its chunk down the exact path.)
+// NaN, inf: exact path. Saturation (448 .. 512) has no boundary.
 
 // Block-wide max of non-negative floats (blockDim.x a multiple of 32, <= 1024).
 __device__ __forceinline__ float block_max(float v, float* red) {
@@ -92,8 +97,9 @@ __device__ __forceinline__ float row_scale(float amax, float qmax, float* inv) {
 // chunk in ~10^3 for values off the grid, more where exact ties occur: x = amax / 2 gives int8
 // y = 63.5) is needed; fp8 converts two codes per instruction. Same codes as quant_i8 /
 // quant_e4m3 element by element. quant8_fast: the fast codes and *bad, the mask of the elements
-// whose code the exact path must give (bit i: element i; 0: all fast); quant8: both, a chunk with
-// a bad element redone whole by quant8_exact; quant8_fix: only the bad elements.
+// whose code the exact path must give (bit i: element i; 0: all fast); quant8_fix: the exact
+// codes of just those elements patched in; quant8: both. (quant8 used to redo a flagged chunk's
+// eight codes by division: with the SwiGLU rows' tiny values that ran in most warps.)
 template <class TIn, bool FP8>
 __device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, uint32_t* bad_out) {
   uint32_t w[2];
@@ -110,9 +116,9 @@ __device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, uint32_t* 
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const float v = j ? y.y : y.x;
-          const float a = fabsf(v);
-          const bool ok = a >= 0.015625f && a <= 512.0f &&
-                          (__float_as_uint(v) & 0xFFFFFu) - (0x80000u - 64u) > 128u;
+          float a = fabsf(v);
+          if (a < 0.015625f) a = __fadd_rn(a, 0.015625f);  // subnormal grid -> [2^-6, 2^-5)
+          const bool ok = a <= 512.0f && (__float_as_uint(a) & 0xFFFFFu) - (0x80000u - 64u) > 128u;
           bad |= (ok ? 0u : 1u) << (4 * h + i + j);
         }
         pair[i / 2] = __nv_cvt_float2_to_fp8x2(y, __NV_SATFINITE, __NV_E4M3);
@@ -141,23 +147,6 @@ __device__ __forceinline__ uint2 quant8_fast(const TIn* e, float inv, uint32_t* 
   *bad_out = bad;
   return make_uint2(w[0], w[1]);
 }
-template <class TIn, bool FP8>
-__device__ __forceinline__ uint2 quant8_exact(const TIn* e, float scale) {
-  alignas(8) uint8_t q[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const float v = to_f32(e[i]);
-    q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-  }
-  return *reinterpret_cast<const uint2*>(q);
-}
-template <class TIn, bool FP8>
-__device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
-  uint32_t bad;
-  const uint2 q = quant8_fast<TIn, FP8>(e, inv, &bad);
-  if (bad) return quant8_exact<TIn, FP8>(e, scale);
-  return q;
-}
 // The exact codes of the elements in `bad` patched into q, one at a time (usually one), the
 // element picked from the chunk's registers v (no indexed local array).
 template <class TIn, bool FP8>
@@ -176,6 +165,12 @@ __device__ __forceinline__ uint2 quant8_fix(uint2 q, uint4 v, uint32_t bad, floa
       q.y = (q.y & ~(0xFFu << sh)) | (code << sh);
   }
   return q;
+}
+template <class TIn, bool FP8>  // e: 16-byte aligned
+__device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
+  uint32_t bad;
+  const uint2 q = quant8_fast<TIn, FP8>(e, inv, &bad);
+  return bad ? quant8_fix<TIn, FP8>(q, *reinterpret_cast<const uint4*>(e), bad, scale) : q;
 }
 
 // The lift of one quantized row: codes (shared memory, nblk * m codes, zero past the row's
