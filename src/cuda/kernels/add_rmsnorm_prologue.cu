@@ -20,10 +20,10 @@ constexpr int kRegMaxThreads = 256;  // so C <= 256 * 8 * 8 = 16384
 // divisions), and the row makes three trips through shared memory. Here the per-row work is
 // shared by 56 elements a thread, nothing goes through shared memory but the reductions, the
 // roundings go two per conversion (norm8x2), and a chunk with elements near a rounding boundary
-// fixes just those (quant8; it used to redo all 8, and that divergent exact path ran often:
-// x = amax / 2 gives y = 63.5 exactly, and a long row has such x). Element code, sum of squares
-// (fp64, another order: the same mean, see row_kernel), scale rule and codes are row_kernel +
-// quant_row_store's: the same bytes.
+// fixes just those (quant8_fix; quant8's int8 form redoes all 8, and that divergent exact path
+// ran often here: x = amax / 2 gives y = 63.5 exactly, and a long row has such x). Element code,
+// sum of squares (fp64, another order: the same mean, see row_kernel), scale rule and codes are
+// row_kernel + quant_row_store's: the same bytes.
 template <class T, bool FP8, bool LIFT68, int KC, bool FULL>
 __global__ void __launch_bounds__(kRegMaxThreads) norm_reg_kernel(RowArgs a) {
   __shared__ double dred[32];
@@ -69,7 +69,9 @@ __global__ void __launch_bounds__(kRegMaxThreads) norm_reg_kernel(RowArgs a) {
 #pragma unroll
   for (int k = 0; k < KC; ++k) {
     if (!in_row(k)) continue;
-    const uint2 q = quant8<T, FP8>(v[k].e, scale, inv_s);
+    uint32_t bad;
+    uint2 q = quant8_fast<T, FP8>(v[k].e, inv_s, &bad);
+    if (bad) q = quant8_fix<T, FP8>(q, v[k].u, bad, scale);
     if constexpr (LIFT68)
       store_windows68(dst + k * nt * 12, q);
     else

@@ -17,19 +17,20 @@ SS_CLI_OVERRIDE=$D/bin/slidesparse $D/test_cli_bench_e2e >$L/cli_bench_e2e.log 2
 compute-sanitizer --tool memcheck $D/bin/engine_kernels_test --gtest_filter='*Quantize*:*Prologue*' >$L/memcheck_quant.log 2>&1
 st "memcheck engine_kernels Quantize*/Prologue*: rc=$? $(grep -E 'ERROR SUMMARY|PASSED|FAILED' $L/memcheck_quant.log | tr '\n' ' ')"
 $D/old/engine_kernels_test --gtest_filter='*QuantizeTiny*' >$L/old_tiny.log 2>&1; st "old kernels, new test QuantizeTiny*: rc=$?"
-for b in bin old bin; do
-  $D/$b/engine_kernels_test --gtest_also_run_disabled_tests --gtest_filter='*Bandwidth*' >$L/bw_$b.log 2>&1
-  st "Bandwidth $b: rc=$?"; grep -E 'register row|silu_mul_prologue fast' $L/bw_$b.log | sed "s/^/  $b /" >>$R
-done
 TUN=bench/results/h100/tuning_best.json
-n=0
-for b in bin old bin old; do
-  n=$((n+1))
-  [ $(( $(date +%s) - t0 )) -gt 420 ] && { st "skipped e2e $b (time)"; continue; }
+e2e() {  # e2e RUN_NO BIN_DIR_NAME
+  local n=$1 b=$2
+  [ $(( $(date +%s) - t0 )) -gt ${3:-420} ] && { st "skipped e2e $n $b (time)"; return; }
   o=$L/e2e_${n}_$b
   timeout 140 $D/$b/slidesparse bench e2e --arch qwen2.5-7b --mode prefill --pattern dense,2:4,6:8 \
     --quant int8,fp8 --M 16384 --reps 2 --profile --out $o --tuning $TUN >$o.log 2>&1
   st "e2e $n $b: rc=$?"; cp $o/e2e.json $OUT/e2e_${n}_$b.json 2>/dev/null
   python3 -c "import json,sys;[print('  $b',r['dtype'],r['pattern'],round(r['tokens_per_s']),round(r['ttft_ms'],2),r['sm_mhz'],{k:round(x,2) for k,x in r['profile_ms'].items() if k in ('attention','rmsnorm','silu_mul','rope_kv','gate_up')},round(r['non_gemm_frac'],4)) for r in json.load(open(sys.argv[1]))]" $o/e2e.json >>$R 2>&1
+}
+e2e 1 bin; e2e 2 old
+for b in bin old; do
+  $D/$b/engine_kernels_test --gtest_also_run_disabled_tests --gtest_filter='*Bandwidth*' >$L/bw_$b.log 2>&1
+  st "Bandwidth $b: rc=$?"; grep -E 'register row|silu_mul_prologue fast' $L/bw_$b.log | sed "s/^/  $b /" >>$R
 done
+e2e 3 bin 400; e2e 4 old 480
 tar czf $OUT/call1_logs.tar.gz -C $L .
