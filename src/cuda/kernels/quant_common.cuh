@@ -71,6 +71,8 @@ __device__ __forceinline__ uint8_t quant_e4m3(float v, float scale) {
 // (2^-23 in that binade). (Tiny values are common in SwiGLU outputs: 0.3 % of a Gaussian gate x
 // up row scaled to 448 falls below 2^-6, and each used to send its chunk down the exact path.)
 // NaN, inf: exact path. Saturation (448 .. 512) has no boundary.
+// tests/unit/test_quant_fast_path.cpp checks these margins on the CPU for every bf16 / fp16 input
+// against sets of row scales (a host model of quant8_fast's tests: change both together).
 
 // Block-wide max of non-negative floats (blockDim.x a multiple of 32, <= 1024).
 __device__ __forceinline__ float block_max(float v, float* red) {
