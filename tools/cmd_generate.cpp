@@ -24,9 +24,11 @@ struct GenArgs {
 // Where generated tokens go: streamed as text pieces, or (--print-ids) one line of ids at the end.
 class Emitter {
  public:
-  Emitter(const GenArgs& a, const Tokenizer* tok) : a_(a), tok_(tok) {
-    if (!a.print_ids) {
-      std::fputs(a.prompt.c_str(), stdout);
+  Emitter(const GenArgs& a, const Tokenizer* tok) : a_(a), tok_(tok) {}
+  // Echo the prompt: once the model has loaded, so that a model that fails to load prints nothing.
+  void start() {
+    if (!a_.print_ids) {
+      std::fputs(a_.prompt.c_str(), stdout);
       std::fflush(stdout);
     }
   }
@@ -65,6 +67,7 @@ Status generate_cuda(const GenArgs& a, Emitter* out, const std::vector<int32_t>&
   SS_ASSIGN_OR_RETURN(CudaModelOptions o, cuda_options(a.dev, ctx));
   SS_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m, CudaModel::load(a.model, o));
   if (!m->tuning_note().empty()) std::fprintf(stderr, "%s\n", m->tuning_note().c_str());
+  out->start();
   const int64_t V = m->config().vocab_size;
   const bool greedy = a.temperature <= 0;
   std::vector<float> logits(static_cast<size_t>(V));
@@ -100,6 +103,7 @@ Status generate_cuda(const GenArgs& a, Emitter* out, const std::vector<int32_t>&
 Status generate_cpu(const GenArgs& a, Emitter* out, const std::vector<int32_t>& ids) {
   auto be = make_cpu_backend();
   SS_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::load(a.model, be.get()));
+  out->start();
   const int64_t V = m->config().vocab_size;
   std::vector<float> logits(ids.size() * static_cast<size_t>(V));
   SS_RETURN_IF_ERROR(m->forward(ids.data(), static_cast<int64_t>(ids.size()), logits.data()));

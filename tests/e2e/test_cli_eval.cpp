@@ -57,6 +57,16 @@ TEST(CliEval, MalformedGguf) {
   expect_one_error_line(cli("eval ppl " + dir() + "/missing.gguf"), "missing.gguf");
 }
 
+// The CUDA engine loads checkpoint directories: a GGUF file with --device cuda is a one-line error
+// (in a build without CUDA, --device cuda itself is) and the prompt is not echoed before it.
+TEST(CliEval, GgufOnCudaIsAnErrorWithNoOutput) {
+  if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
+  const bool cuda_build = cli("--version").out.find("CUDA backend") != std::string::npos;
+  const CliRun r = cli("generate " + model() + " --device cuda --prompt hi --max-new-tokens 2");
+  expect_one_error_line(r, cuda_build ? "GGUF files run on the CPU engine" : "");
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(CliEval, BadTextFiles) {
   if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
   expect_one_error_line(cli("eval ppl " + model() + " --text " + dir() + "/nope.txt"), "nope.txt");

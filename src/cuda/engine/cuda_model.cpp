@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
@@ -983,6 +984,12 @@ Expected<FusedWeight> fuse_nm(std::vector<NmTensor> parts, std::vector<std::vect
 
 Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
                                                      const CudaModelOptions& opt) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec) && path.size() > 5 &&
+      path.compare(path.size() - 5, 5, ".gguf") == 0)
+    return unsupported("model '" + path +
+                       "': GGUF files run on the CPU engine (--device cpu); the CUDA engine loads "
+                       "Hugging Face or SlideSparse checkpoint directories");
   SS_ASSIGN_OR_RETURN(Checkpoint ck, Checkpoint::open(path));
   const ModelConfig& c = ck.config();
   const bool ss = ck.is_slidesparse();
