@@ -1,11 +1,10 @@
 // `slidesparse eval ppl` (sliding-window perplexity) and `eval logits` (raw logits of given token
 // ids, for comparisons with Hugging Face transformers).
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "cli.h"
+#include "core/fs_util.h"
 #include "device_flags.h"
 #include "slidesparse/engine.h"
 #include "slidesparse/tokenizer.h"
@@ -150,6 +149,7 @@ CommandRegistrar reg_logits(
       add_device_flags(sub, &a->dev);
       return [a]() -> Status {
         SS_RETURN_IF_ERROR(check_device_flags(a->dev));
+        SS_RETURN_IF_ERROR(core::check_output_file(a->out, {a->model}, "--out"));
         SS_ASSIGN_OR_RETURN(std::vector<int32_t> ids, parse_token_ids(a->tokens));
         const int64_t n = static_cast<int64_t>(ids.size());
         std::vector<float> logits;
@@ -170,15 +170,8 @@ CommandRegistrar reg_logits(
           SS_RETURN_IF_ERROR(m->prefill_all_logits(ids.data(), n, logits.data()));
 #endif
         }
-        const std::string tmp = a->out + ".tmp";
-        {
-          std::ofstream o(tmp, std::ios::binary);
-          o.write(reinterpret_cast<const char*>(logits.data()),
-                  static_cast<std::streamsize>(logits.size() * sizeof(float)));
-          if (!o) return io_error("cannot write '" + tmp + "'");
-        }
-        if (std::rename(tmp.c_str(), a->out.c_str()) != 0)
-          return io_error("cannot rename to '" + a->out + "'");
+        SS_RETURN_IF_ERROR(
+            core::write_file_atomic(a->out, logits.data(), logits.size() * sizeof(float)));
         std::printf("wrote %lld x %lld logits to %s\n", static_cast<long long>(n),
                     static_cast<long long>(V), a->out.c_str());
         return Status::Ok();

@@ -1,5 +1,7 @@
 // slidesparse: prune -> slide -> quantize -> compress checkpoints, evaluate and benchmark them.
 #include <cstdio>
+#include <exception>
+#include <new>
 #include <map>
 #include <memory>
 #include <string>
@@ -80,7 +82,16 @@ int main(int argc, char** argv) {
   }
   for (auto& [sub, body] : bodies) {
     if (!sub->parsed()) continue;
-    Status s = body();
+    // Every error is a Status; an exception that still escapes (an allocation the input made
+    // too large, a library's) is reported the same way instead of aborting.
+    Status s = Status::Ok();
+    try {
+      s = body();
+    } catch (const std::bad_alloc&) {
+      s = Status(StatusCode::kOutOfMemory, "out of memory (is the input's size plausible?)");
+    } catch (const std::exception& e) {
+      s = Status(StatusCode::kInternal, std::string("unexpected failure: ") + e.what());
+    }
     if (!s.ok()) {
       std::fprintf(stderr, "slidesparse %s: error: %s\n", sub->get_name().c_str(),
                    s.message().c_str());

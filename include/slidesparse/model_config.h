@@ -55,6 +55,10 @@ struct ModelConfig {
 Expected<ModelConfig> model_config_parse(const std::string& json_text,
                                          const std::string& origin = "config.json");
 Expected<ModelConfig> model_config_load(const std::string& path);
+// Sizes no supported model exceeds (so that a corrupt config is an error, not an allocation of
+// petabytes): hidden <= 2^17, intermediate <= 2^20, layers, heads, head_dim <= 2^10,
+// vocab <= 2^22, context <= 2^26. model_config_parse and the GGUF reader apply it.
+Status model_config_check_sizes(const ModelConfig& c, const std::string& origin);
 // config.json text for `c` (what synth writes; round-trips through model_config_parse).
 std::string model_config_to_json(const ModelConfig& c);
 

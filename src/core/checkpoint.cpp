@@ -210,6 +210,23 @@ Status convert_checkpoint(const WeightSource& src, const ConvertOptions& opt,
                                 " values, expected K=" + std::to_string(l.K));
     }
   }
+  // The other tensors the engine loads (embedding, norms, biases, lm_head): present, float, with
+  // the config's shapes; they are copied as they are, so a fault here would surface only at load.
+  for (const TensorInfo& want : model_tensors(cfg)) {
+    if (lin_of.count(want.name)) continue;
+    auto it = by_name.find(want.name);
+    if (it == by_name.end())
+      return not_found("input '" + src.description() + "': missing tensor '" + want.name +
+                       "' (expected by " + model_arch_name(cfg.arch) + " config)");
+    const TensorInfo& t = *it->second;
+    if (t.dtype != DType::kBF16 && t.dtype != DType::kF16 && t.dtype != DType::kF32)
+      return unsupported("input '" + src.description() + "': tensor '" + t.name + "' has dtype " +
+                         dtype_name(t.dtype) + ", expected BF16, F16 or F32");
+    if (t.shape != want.shape)
+      return format_error("input '" + src.description() + "': tensor '" + t.name +
+                          "': expected shape " + shape_str(want.shape) + ", got " +
+                          shape_str(t.shape));
+  }
   if (!opt.export_dense_pruned.empty() &&
       (opt.export_dense_pruned == opt.out || core::same_path(opt.export_dense_pruned, opt.out) ||
        core::path_within(opt.export_dense_pruned, opt.out) ||

@@ -81,10 +81,14 @@ Status write_all(int fd, const char* p, size_t n, const std::string& path) {
 }  // namespace
 
 Status write_file_atomic(const std::string& path, const std::string& contents) {
+  return write_file_atomic(path, contents.data(), contents.size());
+}
+
+Status write_file_atomic(const std::string& path, const void* data, size_t size) {
   std::string tmp = temp_name_for(path, "tmp");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return io_error("cannot create '" + path + "': " + errno_str(errno));
-  Status s = write_all(fd, contents.data(), contents.size(), path);
+  Status s = write_all(fd, static_cast<const char*>(data), size, path);
   if (s.ok() && ::fsync(fd) != 0) s = io_error("cannot fsync '" + path + "': " + errno_str(errno));
   ::close(fd);
   if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0)
@@ -99,6 +103,18 @@ Status write_file_atomic(const std::string& path, const std::string& contents) {
 Status copy_file_atomic(const std::string& src, const std::string& dst) {
   SS_ASSIGN_OR_RETURN(std::string data, read_text_file(src, size_t{1} << 31));
   return write_file_atomic(dst, data);
+}
+
+Status check_output_file(const std::string& path, const std::vector<std::string>& inputs,
+                         const std::string& flag) {
+  if (path.empty()) return invalid_argument(flag + ": empty path");
+  if (is_dir(path))
+    return invalid_argument(flag + " '" + path + "' is a directory, expected a file");
+  for (const std::string& in : inputs)
+    if (same_path(in, path) || path_within(path, in))
+      return invalid_argument(flag + " '" + path + "' is the input '" + in +
+                              "' or lies inside it; choose another " + flag);
+  return Status::Ok();
 }
 
 bool path_exists(const std::string& path) {

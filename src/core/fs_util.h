@@ -15,6 +15,11 @@ std::string errno_str(int err);
 Expected<std::string> read_text_file(const std::string& path, size_t max_bytes = 64u << 20);
 // Temp file in the same directory, fsync, rename, fsync of the directory.
 Status write_file_atomic(const std::string& path, const std::string& contents);
+Status write_file_atomic(const std::string& path, const void* data, size_t size);
+// An output file path a command may write: not empty, not a directory, not one of `inputs` nor
+// inside one of them (a model directory). A one-line error naming `flag` otherwise.
+Status check_output_file(const std::string& path, const std::vector<std::string>& inputs,
+                         const std::string& flag);
 // Byte copy through a temp file (atomic like write_file_atomic).
 Status copy_file_atomic(const std::string& src, const std::string& dst);
 Status fsync_dir(const std::string& dir);

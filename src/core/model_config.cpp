@@ -161,7 +161,33 @@ Expected<ModelConfig> model_config_parse(const std::string& text, const std::str
   }
   if (auto b = j.find("bos_token_id"); b != j.end() && b->is_number_integer())
     c.bos_token_id = b->get<int64_t>();
+  // Both families use SiLU in the MLP; another activation would be computed wrongly.
+  if (auto act = j.find("hidden_act"); act != j.end() && !act->is_null()) {
+    if (!act->is_string() || act->get<std::string>() != "silu")
+      return unsupported("'" + origin + "': hidden_act " + act->dump() +
+                         " is not supported (expected \"silu\")");
+  }
+  SS_RETURN_IF_ERROR(model_config_check_sizes(c, origin));
   return c;
+}
+
+Status model_config_check_sizes(const ModelConfig& c, const std::string& origin) {
+  const struct {
+    const char* name;
+    int64_t v, max;
+  } fields[] = {{"hidden_size", c.hidden_size, int64_t{1} << 17},
+                {"intermediate_size", c.intermediate_size, int64_t{1} << 20},
+                {"num_hidden_layers", c.num_layers, int64_t{1} << 10},
+                {"num_attention_heads", c.num_heads, int64_t{1} << 10},
+                {"num_key_value_heads", c.num_kv_heads, int64_t{1} << 10},
+                {"head_dim", c.head_dim, int64_t{1} << 10},
+                {"vocab_size", c.vocab_size, int64_t{1} << 22},
+                {"max_position_embeddings", c.max_position_embeddings, int64_t{1} << 26}};
+  for (const auto& f : fields)
+    if (f.v <= 0 || f.v > f.max)
+      return format_error("'" + origin + "': " + f.name + " = " + std::to_string(f.v) +
+                          " is outside 1.." + std::to_string(f.max) + " (corrupt config?)");
+  return Status::Ok();
 }
 
 Expected<ModelConfig> model_config_load(const std::string& path) {

@@ -416,7 +416,8 @@ Expected<int64_t> meta_int(const GgufFile& f, const std::string& key, int64_t df
     if (dflt >= 0) return dflt;
     return format_error("GGUF '" + f.path() + "': missing metadata '" + key + "'");
   }
-  if (v->kind != GgufValue::Kind::kNumber || v->num < 1 || v->num != static_cast<int64_t>(v->num)) {
+  if (v->kind != GgufValue::Kind::kNumber || !(v->num >= 1 && v->num < 0x1p62) ||
+      v->num != static_cast<double>(static_cast<int64_t>(v->num))) {
     return format_error("GGUF '" + f.path() + "': metadata '" + key +
                         "' must be a positive integer");
   }
@@ -442,6 +443,9 @@ Expected<ModelConfig> gguf_model_config(const GgufFile& f) {
   SS_ASSIGN_OR_RETURN(c.num_heads, meta_int(f, "llama.attention.head_count"));
   SS_ASSIGN_OR_RETURN(c.num_kv_heads, meta_int(f, "llama.attention.head_count_kv", c.num_heads));
   SS_ASSIGN_OR_RETURN(c.max_position_embeddings, meta_int(f, "llama.context_length"));
+  c.head_dim = 1;  // checked below, once known
+  c.vocab_size = 1;
+  SS_RETURN_IF_ERROR(model_config_check_sizes(c, f.path()));
   if (c.hidden_size % c.num_heads != 0 || c.num_heads % c.num_kv_heads != 0) {
     return format_error("GGUF '" + f.path() + "': inconsistent head counts");
   }
@@ -459,6 +463,7 @@ Expected<ModelConfig> gguf_model_config(const GgufFile& f) {
     return format_error("GGUF '" + f.path() + "': missing or misshaped token_embd.weight");
   }
   c.vocab_size = emb->ne[1];
+  SS_RETURN_IF_ERROR(model_config_check_sizes(c, f.path()));
   c.tie_word_embeddings = f.tensor("output.weight") == nullptr;
   c.dtype = DType::kF32;
   if (const GgufValue* v = f.find("tokenizer.ggml.bos_token_id"))

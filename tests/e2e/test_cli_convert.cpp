@@ -259,6 +259,43 @@ TEST_F(CliConvert, UnsupportedDtype) {
   convert_fails(d, "", "model.layers.1.self_attn.q_proj.weight' has dtype I16, expected BF16");
 }
 
+// The tensors convert copies as they are (embedding, norms) are checked like the linears, and a
+// config with sizes no model has, or another activation, is an error: never a huge allocation,
+// never a checkpoint that fails only when loaded (or runs the wrong activation).
+TEST_F(CliConvert, NonLinearTensorsAndImplausibleConfigs) {
+  std::string d = copy_src("norm_i16");  // a norm stored as I16 (same bytes as its bf16)
+  std::string p = d + "/model.safetensors";
+  std::string raw = read_all(p);
+  uint64_t hl = 0;
+  std::memcpy(&hl, raw.data(), 8);
+  std::string hs = raw.substr(8, hl);
+  size_t dt = hs.find("\"BF16\"", hs.find("\"model.layers.0.input_layernorm.weight\""));
+  ASSERT_NE(dt, std::string::npos);
+  hs.replace(dt, 6, "\"I16\" ");
+  raw.replace(8, hl, hs);
+  write_all(p, raw);
+  convert_fails(d, "", "input_layernorm.weight' has dtype I16, expected BF16, F16 or F32");
+  auto with_config = [&](const std::string& name, const json& change) {
+    std::string c = copy_src(name);
+    json j = json::parse(read_all(c + "/config.json"));
+    j.update(change);
+    write_all(c + "/config.json", j.dump());
+    return c;
+  };
+  json cfg = json::parse(read_all(src() + "/config.json"));
+  convert_fails(with_config("vocab", {{"vocab_size", cfg["vocab_size"].get<int64_t>() + 8}}), "",
+                "model.embed_tokens.weight': expected shape");
+  convert_fails(with_config("layers", {{"num_hidden_layers", 100000000}}), "",
+                "num_hidden_layers = 100000000 is outside 1..1024");
+  convert_fails(with_config("inter", {{"intermediate_size", int64_t{1} << 62}}), "",
+                "intermediate_size");
+  convert_fails(with_config("gelu", {{"hidden_act", "gelu"}}), "", "hidden_act \"gelu\"");
+  CliRun r = cli("generate " + with_config("gelu2", {{"hidden_act", "gelu"}}) +
+                 " --tokens 1,2 --print-ids");
+  expect_error(r, "hidden_act");
+  EXPECT_EQ(r.out, "");
+}
+
 TEST_F(CliConvert, UnknownArchitecture) {
   std::string d = copy_src("bad_arch");
   std::string cfg = read_all(d + "/config.json");

@@ -67,6 +67,30 @@ TEST(CliEval, GgufOnCudaIsAnErrorWithNoOutput) {
   EXPECT_EQ(r.out, "");
 }
 
+// eval logits --out: never the model itself nor a file inside its directory, not a directory,
+// not empty; the model is untouched and no temporary file is left.
+TEST(CliEval, LogitsOutputPathIsChecked) {
+  const std::string m = dir() + "/lq";
+  fs::remove_all(m);
+  ASSERT_EQ(cli("synth --arch tiny-qwen2 --out " + m).rc, 0);
+  const std::string before = read_all(m + "/model.safetensors");
+  expect_one_error_line(cli("eval logits " + m + " --tokens 1 --out " + m + "/model.safetensors"),
+                        "lies inside it");
+  expect_one_error_line(cli("eval logits " + m + " --tokens 1 --out " + m + "/config.json"),
+                        "lies inside it");
+  expect_one_error_line(cli("eval logits " + m + " --tokens 1 --out " + dir()), "is a directory");
+  expect_one_error_line(cli("eval logits " + m + " --tokens 1 --out ''"), "empty path");
+  EXPECT_EQ(read_all(m + "/model.safetensors"), before);
+  for (const auto& e : fs::directory_iterator(dir()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  for (const auto& e : fs::directory_iterator(m))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  const std::string g = dir() + "/in.gguf";  // a model file is an input too (checked first)
+  write_all(g, "GGUF");
+  expect_one_error_line(cli("eval logits " + g + " --tokens 1 --out " + g), "is the input");
+  EXPECT_EQ(read_all(g), "GGUF");
+}
+
 TEST(CliEval, BadTextFiles) {
   if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
   expect_one_error_line(cli("eval ppl " + model() + " --text " + dir() + "/nope.txt"), "nope.txt");
