@@ -567,7 +567,7 @@ CommandRegistrar reg_bench_e2e(
       sub.add_option("--rounds", a->rounds,
                      "run the whole model list this many times, interleaved (default 1; speedups "
                      "compare models of the same round)");
-      sub.add_option("--seed", a->seed, "weights and token ids seed (default 0)");
+      sub.add_option("--seed", a->seed, "weights and token ids seed (default 0)")->check(kDigits);
       sub.add_option("--tuning", a->tuning, "tuning JSON from `slidesparse tune`");
       sub.add_option("--gemm-backend", a->gemm_backend,
                      "int8/fp8 GEMMs: best (default: cuBLASLt/cuSPARSELt below M = 512, CUTLASS "
@@ -579,18 +579,31 @@ CommandRegistrar reg_bench_e2e(
       sub.add_option("--out", a->out, "output directory for e2e.json and e2e.csv")->required();
       return [a]() -> Status {
         SS_ASSIGN_OR_RETURN(E2ePlan plan, make_plan(*a));
+#ifndef SLIDESPARSE_WITH_CUDA
+        (void)plan;
+        return unsupported("bench e2e needs the CUDA backend (this build has none)");
+#else
+        if (a->out.empty()) return invalid_argument("--out: empty path");
+        const std::string parent = core::path_dirname(a->out);
+        if (!core::is_dir(parent))
+          return not_found("--out '" + a->out + "': parent directory '" + parent +
+                           "' does not exist");
+        // The directory is made here (parent must exist); results go in after each model, so a
+        // run cut off keeps what it measured. A run that fails before any result removes a
+        // directory it made.
+        const bool made = !core::path_exists(a->out);
         std::error_code ec;
-        std::filesystem::create_directories(a->out, ec);
+        std::filesystem::create_directory(a->out, ec);
         if (ec || !core::is_dir(a->out))
           return io_error("--out '" + a->out + "': cannot create the directory");
-#ifdef SLIDESPARSE_WITH_CUDA
         E2eRunner r(*a, plan);
-        SS_RETURN_IF_ERROR(r.run());
+        if (Status s = r.run(); !s.ok()) {
+          if (made && std::filesystem::is_empty(a->out, ec)) std::filesystem::remove(a->out, ec);
+          return s;
+        }
         std::printf("# wrote %s/e2e.json and e2e.csv (plot: scripts/plot_e2e.py %s)\n",
                     a->out.c_str(), a->out.c_str());
         return Status::Ok();
-#else
-        return unsupported("bench e2e needs the CUDA backend (this build has none)");
 #endif
       };
     });

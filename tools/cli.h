@@ -22,6 +22,15 @@ struct CommandRegistrar {
                    const std::string& description, CommandSetup setup);
 };
 
+// Option check: decimal digits only (a seed; CLI11 would wrap "-1" to 2^64 - 1).
+inline const CLI::Validator kDigits(
+    [](std::string& v) -> std::string {
+      return !v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == std::string::npos
+                 ? std::string()
+                 : "'" + v + "' is not a non-negative integer below 10^19";
+    },
+    "UINT");
+
 // Exit codes: 0 ok, 1 error reported by the library, 2 usage error.
 int exit_code_for(const Status& s);
 

@@ -103,7 +103,8 @@ CommandRegistrar reg(
       sub.add_option("--export-dense-pruned", a->dense,
                      "also write a plain HF checkpoint with the zeros in place");
       sub.add_flag("--force", a->force, "replace existing output directories");
-      sub.add_option("--threads", a->threads, "threads (default: all cores)");
+      sub.add_option("--threads", a->threads, "threads (default: all cores)")
+          ->check(CLI::Range(1, 4096));
       sub.add_option("--max-shard-size", a->shard, "shard when larger, e.g. 4GB (default 4GiB)");
       sub.add_flag("--progress", a->progress, "progress lines on stderr even when not a terminal");
       sub.add_flag("--quiet", a->quiet, "no progress line");

@@ -90,12 +90,15 @@ CommandRegistrar reg_ppl(
       sub.add_option("--text", a->text, "UTF-8 text file (default: the fortunes evaluation part)");
       sub.add_option("--max-tokens", a->max_tokens, "evaluate the first N tokens (default 4096)");
       sub.add_option("--ctx", a->ctx, "window length L (default 512)");
-      sub.add_option("--stride", a->stride, "window stride (default L/2)");
+      CLI::Option* stride_opt =
+          sub.add_option("--stride", a->stride, "window stride (default L/2)");
       sub.add_flag("--json", a->json, "one JSON object on stdout");
       add_sparse_flags(sub, &a->sf);
-      return [a]() -> Status {
+      return [a, stride_opt]() -> Status {
         if (a->max_tokens < 2) return invalid_argument("--max-tokens must be >= 2");
         if (a->ctx < 2) return invalid_argument("--ctx must be >= 2");
+        if (stride_opt->count() > 0 && a->stride < 1)
+          return invalid_argument("--stride must be >= 1");
         std::string text;
         if (a->text.empty()) {
           SS_ASSIGN_OR_RETURN(text, default_eval_text());

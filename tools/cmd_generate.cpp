@@ -1,6 +1,7 @@
 // `slidesparse generate`: greedy or top-p generation, streaming tokens to stdout, on the CPU
 // engine or (--device cuda) the CUDA engine, which then reports TTFT and tokens/s on stderr.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -135,12 +136,13 @@ CommandRegistrar reg(
       sub.add_option("--max-new-tokens", a->max_new, "tokens to generate (default 64)");
       sub.add_option("--temperature", a->temperature, "0 = greedy (default)");
       sub.add_option("--top-p", a->top_p, "nucleus sampling threshold (default 0.9)");
-      sub.add_option("--seed", a->seed, "sampling seed (default 1)");
+      sub.add_option("--seed", a->seed, "sampling seed (default 1)")->check(kDigits);
       add_device_flags(sub, &a->dev);
       return [a]() -> Status {
         SS_RETURN_IF_ERROR(check_device_flags(a->dev));
         if (a->max_new < 0) return invalid_argument("--max-new-tokens must be >= 0");
-        if (a->temperature < 0 || !(a->top_p > 0 && a->top_p <= 1)) {
+        if (!(a->temperature >= 0 && std::isfinite(a->temperature)) ||
+            !(a->top_p > 0 && a->top_p <= 1)) {
           return invalid_argument("--temperature must be >= 0 and --top-p in (0, 1]");
         }
         if (a->prompt.empty() == a->tokens.empty())

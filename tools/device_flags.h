@@ -30,16 +30,17 @@ inline Expected<std::vector<int32_t>> parse_token_ids(const std::string& s) {
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const long v = std::stol(item, &used);
-      if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument(item);
-      ids.push_back(static_cast<int32_t>(v));
-    } catch (...) {
+    // Decimal digits only (no sign, no spaces), at most 10 of them and <= INT32_MAX.
+    if (item.empty() || item.size() > 10 || item.find_first_not_of("0123456789") != item.npos)
       return invalid_argument("--tokens: '" + item + "' is not a non-negative integer");
-    }
+    const long long v = std::stoll(item);
+    if (v > INT32_MAX)
+      return invalid_argument("--tokens: " + item + " is too large (max " +
+                              std::to_string(INT32_MAX) + ")");
+    ids.push_back(static_cast<int32_t>(v));
   }
   if (ids.empty()) return invalid_argument("--tokens: no token ids");
+  if (s.back() == ',') return invalid_argument("--tokens: trailing ','");
   return ids;
 }
 

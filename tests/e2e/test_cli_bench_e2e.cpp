@@ -88,6 +88,14 @@ TEST(CliBenchE2e, BadArguments) {
   expect_one_error_line(cli(e2e(dir() + "/no_such_model")), "no_such_model");
   // --out that cannot be a directory
   expect_one_error_line(cli("bench e2e --arch tiny-llama --out /proc/no/such/dir"), "--out");
+  // A missing parent is an error (nothing is created); a run that fails before any result (a
+  // model that does not load, or no GPU) removes the --out directory it made.
+  expect_one_error_line(cli("bench e2e --arch tiny-llama --out " + dir() + "/nope/x/o"),
+                        "parent directory");
+  EXPECT_FALSE(fs::exists(dir() + "/nope"));
+  expect_one_error_line(cli("bench e2e " + dir() + "/no_such_model --out " + dir() + "/o_fail"),
+                        "");
+  EXPECT_FALSE(fs::exists(dir() + "/o_fail"));
 }
 
 TEST(CliBenchE2e, SynthConfigOnly) {

@@ -220,6 +220,14 @@ TEST(CliEval, GenerateIdsAndDeviceFlags) {
   expect_one_error_line(cli("generate " + m + " --tokens 1,x --print-ids"), "'x'");
   expect_one_error_line(cli("generate " + m + " --tokens 1,2 --print-ids --prompt hi"),
                         "exactly one of");
+  for (const char* bad : {"' 1'", "+3", "1,2,", "2147483648"})
+    expect_one_error_line(cli("generate " + m + " --print-ids --tokens " + bad), "--tokens");
+  for (const char* bad : {"nan", "inf", "-1"})
+    expect_one_error_line(cli("generate " + m + " --tokens 1 --print-ids --temperature " + bad),
+                          "--temperature");
+  expect_one_error_line(cli("generate " + m + " --tokens 1 --print-ids --seed -1"), "--seed");
+  expect_one_error_line(cli("inspect " + m + " --threads 0"), "--threads");
+  expect_one_error_line(cli("eval ppl " + m + " --stride 0"), "--stride must be >= 1");
   r = cli("eval logits " + m + " --tokens 1,2 --out " + dir() + "/l.bin --device cuda");
   if (r.rc != 0) {  // no GPU here (with a GPU, the gpu tests cover it)
     expect_one_error_line(r, "");
