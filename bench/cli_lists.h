@@ -23,6 +23,8 @@ inline std::vector<std::string> split_list(const std::string& s) {
 
 inline Status parse_ints(const std::string& flag, const std::string& s, std::vector<int64_t>* out) {
   out->clear();
+  if (!s.empty() && (s.front() == ',' || s.back() == ',' || s.find(",,") != std::string::npos))
+    return invalid_argument(flag + " '" + s + "': empty item in the comma-separated list");
   for (const auto& t : split_list(s)) {
     try {
       size_t pos = 0;

@@ -73,6 +73,32 @@ int main(int argc, char** argv) {
     bodies.emplace_back(sub, e.setup(*sub));
   }
 
+  // An unknown command word or top-level option gets its own message (CLI11 would only say that
+  // a subcommand is required).
+  auto find_sub = [](CLI::App* a, const char* name) -> CLI::App* {
+    try {
+      return a->get_subcommand(name);
+    } catch (const CLI::Error&) {
+      return nullptr;
+    }
+  };
+  if (argc > 1) {
+    const std::string w = argv[1];
+    CLI::App* top = w[0] == '-' ? nullptr : find_sub(&app, argv[1]);
+    if (w[0] == '-' && w != "-h" && w != "--help" && w != "--version") {
+      std::fprintf(stderr, "slidesparse: error: unknown option '%s' (see --help)\n", argv[1]);
+      return 2;
+    }
+    if (w[0] != '-' && !top) {
+      std::fprintf(stderr, "slidesparse: error: unknown command '%s' (see --help)\n", argv[1]);
+      return 2;
+    }
+    if (top && parents.count(w) && argc > 2 && argv[2][0] != '-' && !find_sub(top, argv[2])) {
+      std::fprintf(stderr, "slidesparse: error: unknown command '%s %s' (see %s --help)\n", argv[1],
+                   argv[2], argv[1]);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/fs_util.h"
 #include "slidesparse/linear.h"
 
 namespace slidesparse {
@@ -131,11 +132,17 @@ bool TuningTable::prefer_sparse(const std::string& precision, const std::string&
 }
 
 Expected<TuningTable> TuningTable::load(const std::string& path) {
+  if (core::is_dir(path)) return invalid_argument("tuning file '" + path + "' is a directory");
   std::ifstream f(path);
   if (!f) return not_found("tuning file '" + path + "': cannot open");
   nlohmann::json j;
   try {
-    f >> j;
+    try {
+      f >> j;
+    } catch (const nlohmann::json::parse_error& e) {  // its text may quote binary bytes
+      return format_error("tuning file '" + path + "': not valid JSON (at byte " +
+                          std::to_string(e.byte) + ")");
+    }
     TuningTable t;
     t.gpu = j.value("gpu", "");
     for (const auto& e : j.at("entries")) {

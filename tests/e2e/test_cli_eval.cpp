@@ -91,6 +91,22 @@ TEST(CliEval, LogitsOutputPathIsChecked) {
   EXPECT_EQ(read_all(g), "GGUF");
 }
 
+// Unknown command words and options are named; list flags reject empty items; a tuning file
+// that is a directory or not JSON is a clear error (before any GPU is needed).
+TEST(CliEval, UnknownCommandsListsAndTuningFiles) {
+  expect_one_error_line(cli("frobnicate"), "unknown command 'frobnicate'");
+  expect_one_error_line(cli("--bogus"), "unknown option '--bogus'");
+  expect_one_error_line(cli("eval foo"), "unknown command 'eval foo'");
+  expect_one_error_line(cli("bench e2e --arch tiny-qwen2 --M 1,,2 --out " + dir() + "/x"),
+                        "empty item");
+  if (cli("--version").out.find("CUDA backend") == std::string::npos) return;  // tune: CUDA only
+  expect_one_error_line(cli("tune --out " + dir()), "is a directory");
+  write_all(dir() + "/not.json", std::string("\x01\x02{", 3));
+  const CliRun r = cli("tune --out " + dir() + "/not.json");
+  expect_one_error_line(r, "not valid JSON");
+  EXPECT_EQ(r.err.find('\x01'), std::string::npos) << "binary bytes echoed";
+}
+
 TEST(CliEval, BadTextFiles) {
   if (!fs::exists(model())) GTEST_SKIP() << "no embedded model";
   expect_one_error_line(cli("eval ppl " + model() + " --text " + dir() + "/nope.txt"), "nope.txt");
