@@ -31,6 +31,11 @@ inline const CLI::Validator kDigits(
     },
     "UINT");
 
+// Option check: a value that is not empty (a path or size given as '').
+inline const CLI::Validator kNonEmpty(
+    [](std::string& v) -> std::string { return v.empty() ? "empty value" : std::string(); },
+    "TEXT");
+
 // Exit codes: 0 ok, 1 error reported by the library, 2 usage error.
 int exit_code_for(const Status& s);
 

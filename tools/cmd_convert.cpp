@@ -97,15 +97,18 @@ CommandRegistrar reg(
       sub.add_option("--quant", a->quant, "none | int8 | fp8 (default none)");
       sub.add_option("--calib-text", a->calib_text,
                      "Wanda: calibrate on this text with the dense model (CPU engine)");
-      sub.add_option("--calib-tokens", a->calib_tokens, "Wanda calibration tokens (default 2048)");
+      sub.add_option("--calib-tokens", a->calib_tokens, "Wanda calibration tokens (default 2048)")
+          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
       sub.add_option("--norms", a->norms,
                      "Wanda activation norms: safetensors, F32 [K] '<linear>.weight.act_norm'");
       sub.add_option("--export-dense-pruned", a->dense,
-                     "also write a plain HF checkpoint with the zeros in place");
+                     "also write a plain HF checkpoint with the zeros in place")
+          ->check(kNonEmpty);
       sub.add_flag("--force", a->force, "replace existing output directories");
       sub.add_option("--threads", a->threads, "threads (default: all cores)")
           ->check(CLI::Range(1, 4096));
-      sub.add_option("--max-shard-size", a->shard, "shard when larger, e.g. 4GB (default 4GiB)");
+      sub.add_option("--max-shard-size", a->shard, "shard when larger, e.g. 4GB (default 4GiB)")
+          ->check(kNonEmpty);
       sub.add_flag("--progress", a->progress, "progress lines on stderr even when not a terminal");
       sub.add_flag("--quiet", a->quiet, "no progress line");
       return [a]() { return run_convert(*a); };

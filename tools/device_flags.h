@@ -71,10 +71,10 @@ inline Status check_device_flags(const DeviceFlags& f) {
     return invalid_argument("--device " + f.device + ": expected cpu or cuda");
   if (f.device == "cpu" &&
       (f.dtype != "bf16" || f.mode != "sparse" || f.quant != "none" || !f.pattern.empty() ||
-       !f.tuning.empty() || f.max_ctx != 0 || f.gemm_backend != "best"))
+       !f.tuning.empty() || f.max_ctx != 0 || f.gemm_backend != "best" || f.prune != "magnitude"))
     return invalid_argument(
-        "--dtype/--mode/--quant/--pattern/--tuning/--max-ctx/--gemm-backend apply to --device "
-        "cuda only");
+        "--dtype/--mode/--quant/--pattern/--prune/--tuning/--max-ctx/--gemm-backend apply to "
+        "--device cuda only");
 #ifndef SLIDESPARSE_WITH_CUDA
   if (f.device == "cuda")
     return unsupported("--device cuda: this build has no CUDA backend (built without nvcc)");

@@ -316,6 +316,10 @@ TEST_F(CliConvert, InvalidPatternAndFlagValues) {
   convert_fails(src(), "--prune wanda --norms " + root() + "/missing.safetensors",
                 "missing.safetensors");
   convert_fails(src(), "--max-shard-size 4XB", "4XB");
+  convert_fails(src(), "--max-shard-size ''", "--max-shard-size: empty value");
+  convert_fails(src(), "--export-dense-pruned ''", "--export-dense-pruned: empty value");
+  convert_fails(src(), "--calib-tokens -5", "--calib-tokens");
+  convert_fails(src(), "--threads 0", "--threads");
   CliRun r = cli("synth --arch gpt5 --out " + root() + "/never");
   expect_error(r, "'gpt5'");
   expect_no_output(root() + "/never");
