@@ -385,12 +385,14 @@ Expected<Checkpoint> Checkpoint::open(const std::string& dir) {
     ck.slidesparse_ = true;
     SS_ASSIGN_OR_RETURN(std::string text, core::read_text_file(sc_path));
     json j = json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      return format_error("'" + sc_path + "': not a JSON object");
+    if (j.is_discarded()) return format_error("'" + sc_path + "': not valid JSON");
+    if (!j.is_object()) return format_error("'" + sc_path + "': not a JSON object");
     auto str = [&](const char* f) -> Expected<std::string> {
       auto it = j.find(f);
-      if (it == j.end() || !it->is_string())
-        return format_error("'" + sc_path + "': missing string field '" + f + "'");
+      if (it == j.end()) return format_error("'" + sc_path + "': missing field '" + f + "'");
+      if (!it->is_string())
+        return format_error("'" + sc_path + "': field '" + f + "' must be a string, got " +
+                            it->dump());
       return it->get<std::string>();
     };
     if (j.value("format_version", 0) != 1)

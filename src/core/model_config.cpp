@@ -36,8 +36,8 @@ const char* linear_kind_name(LinearKind k) {
 
 Expected<ModelConfig> model_config_parse(const std::string& text, const std::string& origin) {
   json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return format_error("'" + origin + "': not a JSON object");
+  if (j.is_discarded()) return format_error("'" + origin + "': not valid JSON");
+  if (!j.is_object()) return format_error("'" + origin + "': not a JSON object");
   auto field_err = [&](const std::string& f, const std::string& want) {
     return format_error("'" + origin + "': field '" + f + "' " + want);
   };

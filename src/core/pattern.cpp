@@ -13,10 +13,11 @@ int parse_small_uint(std::string_view s, size_t& pos) {
   size_t start = pos;
   int v = 0;
   while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-    if (pos - start >= 3) return -1;
+    if (pos - start >= 9) return -1;  // a large value still gets check()'s message
     v = v * 10 + (s[pos] - '0');
     ++pos;
   }
+  if (pos - start > 1 && s[start] == '0') return -1;  // no leading zeros ("0006")
   return pos == start ? -1 : v;
 }
 

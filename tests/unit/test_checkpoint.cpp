@@ -155,7 +155,17 @@ TEST(ModelConfig, ParsesRealConfigsAndRejectsBadOnes) {
           "torch_dtype": "int4"})",
        "'int4'"},
       {"[1, 2]", "not a JSON object"},
-      {"{", "not a JSON object"},
+      {"{", "not valid JSON"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 8,
+          "num_hidden_layers": 100000000, "num_attention_heads": 4, "vocab_size": 4})",
+       "num_hidden_layers = 100000000 is outside 1..1024"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 8,
+          "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 4611686018427388204})",
+       "vocab_size"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 8,
+          "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 4,
+          "hidden_act": "gelu"})",
+       "hidden_act \"gelu\" is not supported"},
   };
   for (const Bad& b : bad) {
     auto r = ss::model_config_parse(b.json, "cfg/config.json");

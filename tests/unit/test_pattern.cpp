@@ -19,9 +19,10 @@ TEST(Pattern, ParsesTheSlidingFamilyAndSparserPatterns) {
 
 TEST(Pattern, RejectsInvalidWithClearOneLineMessages) {
   const std::pair<const char*, const char*> cases[] = {
-      {"7:8", "n must be <= m-2"}, {"8:8", "n must be <= m-2"}, {"3:4", "n must be <= m-2"},
-      {"2:3", "m must be even"},   {"1:17", "m must be even"},  {"0:4", "n must be >= 1"},
-      {"2:18", "m must be <= 16"}, {"1:2", "m must be >= 4"},   {"0:0", "n must be >= 1"},
+      {"7:8", "n must be <= m-2"}, {"8:8", "n must be <= m-2"},      {"3:4", "n must be <= m-2"},
+      {"2:3", "m must be even"},   {"1:17", "m must be even"},       {"0:4", "n must be >= 1"},
+      {"2:18", "m must be <= 16"}, {"1000:1002", "m must be <= 16"}, {"1:2", "m must be >= 4"},
+      {"0:0", "n must be >= 1"},
   };
   for (auto [text, want] : cases) {
     auto p = Pattern::parse(text);
