@@ -579,15 +579,15 @@ CommandRegistrar reg_bench_e2e(
       sub.add_option("--out", a->out, "output directory for e2e.json and e2e.csv")->required();
       return [a]() -> Status {
         SS_ASSIGN_OR_RETURN(E2ePlan plan, make_plan(*a));
-#ifndef SLIDESPARSE_WITH_CUDA
-        (void)plan;
-        return unsupported("bench e2e needs the CUDA backend (this build has none)");
-#else
         if (a->out.empty()) return invalid_argument("--out: empty path");
         const std::string parent = core::path_dirname(a->out);
         if (!core::is_dir(parent))
           return not_found("--out '" + a->out + "': parent directory '" + parent +
                            "' does not exist");
+#ifndef SLIDESPARSE_WITH_CUDA
+        (void)plan;
+        return unsupported("bench e2e needs the CUDA backend (this build has none)");
+#else
         // The directory is made here (parent must exist); results go in after each model, so a
         // run cut off keeps what it measured. A run that fails before any result removes a
         // directory it made.
