@@ -443,9 +443,6 @@ Expected<ModelConfig> gguf_model_config(const GgufFile& f) {
   SS_ASSIGN_OR_RETURN(c.num_heads, meta_int(f, "llama.attention.head_count"));
   SS_ASSIGN_OR_RETURN(c.num_kv_heads, meta_int(f, "llama.attention.head_count_kv", c.num_heads));
   SS_ASSIGN_OR_RETURN(c.max_position_embeddings, meta_int(f, "llama.context_length"));
-  c.head_dim = 1;  // checked below, once known
-  c.vocab_size = 1;
-  SS_RETURN_IF_ERROR(model_config_check_sizes(c, f.path()));
   if (c.hidden_size % c.num_heads != 0 || c.num_heads % c.num_kv_heads != 0) {
     return format_error("GGUF '" + f.path() + "': inconsistent head counts");
   }

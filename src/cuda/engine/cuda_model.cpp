@@ -984,9 +984,8 @@ Expected<FusedWeight> fuse_nm(std::vector<NmTensor> parts, std::vector<std::vect
 
 Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
                                                      const CudaModelOptions& opt) {
-  std::error_code ec;
-  if (std::filesystem::is_regular_file(path, ec) && path.size() > 5 &&
-      path.compare(path.size() - 5, 5, ".gguf") == 0)
+  std::error_code ec;  // a file, not a directory: a GGUF model (the CPU engine's)
+  if (std::filesystem::is_regular_file(path, ec))
     return unsupported("model '" + path +
                        "': GGUF files run on the CPU engine (--device cpu); the CUDA engine loads "
                        "Hugging Face or SlideSparse checkpoint directories");

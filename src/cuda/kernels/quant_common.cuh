@@ -101,7 +101,7 @@ __device__ __forceinline__ float row_scale(float amax, float qmax, float* inv) {
 // quant_e4m3 element by element. quant8_fast: the fast codes and *bad, the mask of the elements
 // whose code the exact path must give (bit i: element i; 0: all fast); quant8_fix: the exact
 // codes of just those elements patched in; quant8: the fast codes, then for fp8 quant8_fix, for
-// int8 all eight codes again by division (quant8_exact) when any is flagged. Measured (H100,
+// int8 all eight codes again by division (quant8_exact_i8) when any is flagged. Measured (H100,
 // eighteenth session): with quant8_fix on int8 too the int8 SwiGLU prologue ran 7 % slower in a
 // Qwen2.5-7B prefill step (15.2 vs 14.2 ms; int8 chunks are rarely flagged), while fp8's, whose
 // flags are common (SwiGLU rows have many values near e4m3's boundaries and ties), ran faster
@@ -172,14 +172,12 @@ __device__ __forceinline__ uint2 quant8_fix(uint2 q, uint4 v, uint32_t bad, floa
   }
   return q;
 }
-template <class TIn, bool FP8>
-__device__ __forceinline__ uint2 quant8_exact(const TIn* e, float scale) {
+// int8: all eight codes by division (quant8's int8 exact path).
+template <class TIn>
+__device__ __forceinline__ uint2 quant8_exact_i8(const TIn* e, float scale) {
   alignas(8) uint8_t q[8];
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const float v = to_f32(e[i]);
-    q[i] = FP8 ? quant_e4m3(v, scale) : quant_i8(v, scale);
-  }
+  for (int i = 0; i < 8; ++i) q[i] = quant_i8(to_f32(e[i]), scale);
   return *reinterpret_cast<const uint2*>(q);
 }
 template <class TIn, bool FP8>  // e: 16-byte aligned
@@ -189,7 +187,7 @@ __device__ __forceinline__ uint2 quant8(const TIn* e, float scale, float inv) {
   if constexpr (FP8) {
     return bad ? quant8_fix<TIn, FP8>(q, *reinterpret_cast<const uint4*>(e), bad, scale) : q;
   } else {
-    if (bad) return quant8_exact<TIn, FP8>(e, scale);
+    if (bad) return quant8_exact_i8<TIn>(e, scale);
     return q;
   }
 }
