@@ -148,7 +148,8 @@ CommandRegistrar reg_logits(
       sub.add_option("model", a->model, "GGUF file, HF directory or SlideSparse directory")
           ->required();
       sub.add_option("--tokens", a->tokens, "comma-separated token ids")->required();
-      sub.add_option("--out", a->out, "output file: n*vocab fp32 values")->required();
+      sub.add_option("--out", a->out, "output file: n*vocab fp32 values (replaced if it exists)")
+          ->required();
       add_device_flags(sub, &a->dev);
       return [a]() -> Status {
         SS_RETURN_IF_ERROR(check_device_flags(a->dev));

@@ -22,13 +22,10 @@ CommandRegistrar reg("", "inspect", "verify and summarize a SlideSparse (or HF) 
                          std::string text = *as_json ? r.to_json() : r.to_text();
                          std::fputs(text.c_str(), stdout);
                          std::fflush(stdout);
-                         // The report names every failed tensor; the error line the first
-                         // (its message may already name the checkpoint).
+                         // The report names every failed tensor; the error line the first.
                          for (const auto& l : r.linears)
                            if (!l.verified)
-                             return format_error(l.problem.rfind("checkpoint '", 0) == 0
-                                                     ? l.problem
-                                                     : "checkpoint '" + *dir + "': " + l.problem);
+                             return format_error("checkpoint '" + *dir + "': " + l.problem);
                          return Status::Ok();
                        };
                      });

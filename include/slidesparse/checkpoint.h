@@ -133,6 +133,10 @@ class Checkpoint {
   // Any stored tensor (bias, embeddings, norms, lm_head ...) as a view into the mapping, or fp32.
   Expected<TensorView> view(const std::string& name) const { return store_.view(name); }
   Expected<std::vector<float>> tensor_f32(const std::string& name) const;
+  // A stored float tensor that must have exactly `shape` (embedding, norms, biases, lm_head, a
+  // plain checkpoint's linear weights), as fp32. Same element count but another shape (a
+  // transposed weight) is an error.
+  Expected<std::vector<float>> tensor_f32(const std::string& name, const Shape& shape) const;
   bool has(const std::string& name) const { return store_.has(name); }
   const TensorStore& store() const { return store_; }
 

@@ -84,6 +84,12 @@ std::vector<LinearSpec> model_linears(const ModelConfig& c);
 // embed, per layer input_layernorm, q/k/v/o (+bias), post_attention_layernorm, gate/up/down,
 // final norm, lm_head unless tied. This is the order synth writes.
 std::vector<TensorInfo> model_tensors(const ModelConfig& c);
+
+// Index of the first name of a layer the config does not have (`prefix` + i + "." with i >=
+// num_hidden_layers; prefix "model.layers." for HF names, "blk." for GGUF), or -1. A checkpoint
+// with more layers than its config.json says would otherwise load and run its first layers only.
+int64_t first_extra_layer_name(const std::vector<std::string>& names, const ModelConfig& c,
+                               const std::string& prefix = "model.layers.");
 // If `tensor` is P.weight of a linear, returns that linear's index in model_linears(), else -1.
 int64_t linear_index_of_weight(const std::vector<LinearSpec>& linears, const std::string& tensor);
 

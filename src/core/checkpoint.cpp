@@ -179,6 +179,14 @@ Status convert_checkpoint(const WeightSource& src, const ConvertOptions& opt,
     lin_of[linears[i].weight_name()] = static_cast<int64_t>(i);
   std::map<std::string, const TensorInfo*> by_name;
   for (const TensorInfo& t : tensors) by_name[t.name] = &t;
+  {
+    std::vector<std::string> names;
+    for (const TensorInfo& t : tensors) names.push_back(t.name);
+    if (int64_t i = first_extra_layer_name(names, cfg); i >= 0)
+      return format_error("input '" + src.description() + "': tensor '" + names[i] +
+                          "' is past the last layer of its config (num_hidden_layers = " +
+                          std::to_string(cfg.num_layers) + ")");
+  }
   DType model_dtype = DType::kBF16;
   bool first = true;
   for (const LinearSpec& l : linears) {
@@ -231,8 +239,10 @@ Status convert_checkpoint(const WeightSource& src, const ConvertOptions& opt,
       (opt.export_dense_pruned == opt.out || core::same_path(opt.export_dense_pruned, opt.out) ||
        core::path_within(opt.export_dense_pruned, opt.out) ||
        core::path_within(opt.out, opt.export_dense_pruned)))
-    return invalid_argument("--export-dense-pruned '" + opt.export_dense_pruned +
-                            "' must be a different directory from --out '" + opt.out + "'");
+    return invalid_argument("--export-dense-pruned '" + opt.export_dense_pruned + "' and --out '" +
+                            opt.out +
+                            "' must be separate directories (neither the same nor one inside "
+                            "the other)");
 
   const Pattern p = opt.pattern;
   const bool quant = opt.quant != QuantMode::kNone;
@@ -380,6 +390,10 @@ Expected<Checkpoint> Checkpoint::open(const std::string& dir) {
   SS_ASSIGN_OR_RETURN(ck.config_, model_config_load(core::path_join(dir, "config.json")));
   ck.linears_ = model_linears(ck.config_);
   SS_ASSIGN_OR_RETURN(ck.store_, TensorStore::open_dir(dir));
+  if (int64_t i = first_extra_layer_name(ck.store_.names(), ck.config_); i >= 0)
+    return format_error("checkpoint '" + dir + "': tensor '" + ck.store_.names()[i] +
+                        "' is past the last layer of config.json (num_hidden_layers = " +
+                        std::to_string(ck.config_.num_layers) + ")");
   std::string sc_path = core::path_join(dir, "slidesparse_config.json");
   if (core::path_exists(sc_path)) {
     ck.slidesparse_ = true;
@@ -425,6 +439,67 @@ Expected<Checkpoint> Checkpoint::open(const std::string& dir) {
   return ck;
 }
 
+namespace {
+
+// Returns "" or the first problem of a value (NaN/inf codes, int8 -128).
+std::string value_problem(DType t, const uint8_t* p) {
+  switch (t) {
+    case DType::kBF16: {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      return (h & 0x7f80) == 0x7f80 ? "is inf or NaN" : "";
+    }
+    case DType::kF16: {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      return (h & 0x7c00) == 0x7c00 ? "is inf or NaN" : "";
+    }
+    case DType::kF8E4M3:
+      return (*p & 0x7f) == 0x7f ? "is the NaN code" : "";
+    case DType::kI8:
+      return static_cast<int8_t>(*p) == -128 ? "is -128, outside [-127, 127]" : "";
+    default:
+      return "";
+  }
+}
+
+// Index of the first stored value that value_problem rejects, or -1. A branch-free pass per
+// chunk (vectorizes), so a 7B model's values cost well under a second.
+int64_t first_bad_value(DType t, const uint8_t* p, size_t nbytes) {
+  const size_t es = dtype_size(t), n = nbytes / es;
+  constexpr size_t kChunk = 4096;
+  for (size_t c0 = 0; c0 < n; c0 += kChunk) {
+    const size_t c1 = std::min(n, c0 + kChunk);
+    bool bad = false;
+    switch (t) {
+      case DType::kBF16:
+      case DType::kF16: {
+        const uint16_t e = t == DType::kBF16 ? 0x7f80 : 0x7c00;
+        for (size_t i = c0; i < c1; ++i) {
+          uint16_t h;
+          std::memcpy(&h, p + 2 * i, 2);
+          bad |= (h & e) == e;
+        }
+        break;
+      }
+      case DType::kF8E4M3:
+        for (size_t i = c0; i < c1; ++i) bad |= (p[i] & 0x7f) == 0x7f;
+        break;
+      case DType::kI8:
+        for (size_t i = c0; i < c1; ++i) bad |= p[i] == 0x80;
+        break;
+      default:
+        return -1;
+    }
+    if (bad)
+      for (size_t i = c0; i < c1; ++i)
+        if (!value_problem(t, p + i * es).empty()) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+}  // namespace
+
 Expected<NmTensor> Checkpoint::nm_linear(const std::string& P) const {
   if (!slidesparse_)
     return invalid_argument("checkpoint '" + dir_ + "' is not a SlideSparse checkpoint (no " +
@@ -453,6 +528,12 @@ Expected<NmTensor> Checkpoint::nm_linear(const std::string& P) const {
   t.value_dtype = vd;
   t.values.resize(vals.nbytes);
   std::memcpy(t.values.data(), vals.data, vals.nbytes);
+  if (const int64_t i = first_bad_value(vd, t.values.data(), t.values.size()); i >= 0) {
+    const int64_t vpr = blocks * p.n;
+    return format_error("checkpoint '" + dir_ + "': tensor '" + P + ".nm_values' row " +
+                        std::to_string(i / vpr) + " value " + std::to_string(i % vpr) + " " +
+                        value_problem(vd, t.values.data() + i * dtype_size(vd)));
+  }
 
   SS_ASSIGN_OR_RETURN(TensorView mask, store_.view(P + ".nm_mask"));
   const DType md = p.m <= 8 ? DType::kU8 : DType::kU16;
@@ -504,6 +585,18 @@ Expected<std::vector<float>> Checkpoint::tensor_f32(const std::string& name) con
   return tensor_to_f32(name, v);
 }
 
+Expected<std::vector<float>> Checkpoint::tensor_f32(const std::string& name,
+                                                    const Shape& shape) const {
+  SS_ASSIGN_OR_RETURN(TensorView v, store_.view(name));
+  if (v.shape != shape)
+    return format_error("checkpoint '" + dir_ + "': tensor '" + name + "': expected shape " +
+                        shape_str(shape) + ", got " + shape_str(v.shape));
+  auto f = tensor_to_f32(name, v);
+  if (!f.ok())
+    return Status(f.status().code(), "checkpoint '" + dir_ + "': " + f.status().message());
+  return f;
+}
+
 // ---- inspect
 // --------------------------------------------------------------------------------------
 
@@ -524,26 +617,11 @@ bool value_nonzero(DType t, const uint8_t* p) {
   }
 }
 
-// Returns "" or the first problem of a value (NaN/inf codes, int8 -128).
-std::string value_problem(DType t, const uint8_t* p) {
-  switch (t) {
-    case DType::kBF16: {
-      uint16_t h;
-      std::memcpy(&h, p, 2);
-      return (h & 0x7f80) == 0x7f80 ? "is inf or NaN" : "";
-    }
-    case DType::kF16: {
-      uint16_t h;
-      std::memcpy(&h, p, 2);
-      return (h & 0x7c00) == 0x7c00 ? "is inf or NaN" : "";
-    }
-    case DType::kF8E4M3:
-      return (*p & 0x7f) == 0x7f ? "is the NaN code" : "";
-    case DType::kI8:
-      return static_cast<int8_t>(*p) == -128 ? "is -128, outside [-127, 127]" : "";
-    default:
-      return "";
-  }
+// InspectLinear::problem never names the checkpoint (the report is about one): the loader's
+// messages start with "checkpoint '<dir>': ", which is dropped here.
+std::string without_dir(const Checkpoint& ck, const std::string& msg) {
+  const std::string prefix = "checkpoint '" + ck.dir() + "': ";
+  return msg.compare(0, prefix.size(), prefix) == 0 ? msg.substr(prefix.size()) : msg;
 }
 
 void inspect_nm(const Checkpoint& ck, const LinearSpec& l, InspectLinear* r) {
@@ -558,7 +636,7 @@ void inspect_nm(const Checkpoint& ck, const LinearSpec& l, InspectLinear* r) {
     ck.store().release(l.name + suf);
   if (!nm.ok()) {
     r->verified = false;
-    r->problem = nm.status().message();
+    r->problem = without_dir(ck, nm.status().message());
     return;
   }
   const NmTensor& t = *nm;
@@ -573,14 +651,7 @@ void inspect_nm(const Checkpoint& ck, const LinearSpec& l, InspectLinear* r) {
       for (int i = 0; i < p.m; ++i) {
         if (!(mask >> i & 1)) continue;
         const uint8_t* v = t.values.data() + (row * vpr + b * p.n + slot++) * es;
-        const int64_t k = b * p.m + i;
-        std::string prob = value_problem(t.value_dtype, v);
-        if (!prob.empty()) {
-          r->verified = false;
-          r->problem = "tensor '" + l.name + ".nm_values' row " + std::to_string(row) + " block " +
-                       std::to_string(b) + ": value " + prob;
-          break;
-        }
+        const int64_t k = b * p.m + i;  // values were checked by nm_linear (value_problem)
         if (value_nonzero(t.value_dtype, v)) {
           if (k >= t.K) {
             r->verified = false;
@@ -612,7 +683,7 @@ void inspect_dense(const Checkpoint& ck, const LinearSpec& l, InspectLinear* r,
   auto v = ck.view(l.weight_name());
   if (!v.ok()) {
     r->verified = false;
-    r->problem = v.status().message();
+    r->problem = without_dir(ck, v.status().message());
     return;
   }
   Status s = check_tensor(l.weight_name(), *v, v->dtype, {l.N, l.K});

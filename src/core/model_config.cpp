@@ -187,6 +187,14 @@ Status model_config_check_sizes(const ModelConfig& c, const std::string& origin)
     if (f.v <= 0 || f.v > f.max)
       return format_error("'" + origin + "': " + f.name + " = " + std::to_string(f.v) +
                           " is outside 1.." + std::to_string(f.max) + " (corrupt config?)");
+  // Special tokens index the embedding like any other token (bos -1: none).
+  std::vector<std::pair<const char*, int64_t>> ids;
+  if (c.bos_token_id != -1) ids.push_back({"bos_token_id", c.bos_token_id});
+  for (int64_t e : c.eos_token_ids) ids.push_back({"eos_token_id", e});
+  for (const auto& [name, id] : ids)
+    if (id < 0 || id >= c.vocab_size)
+      return format_error("'" + origin + "': " + name + " = " + std::to_string(id) +
+                          " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
   return Status::Ok();
 }
 
@@ -279,6 +287,23 @@ std::vector<TensorInfo> model_tensors(const ModelConfig& c) {
   out.push_back({"model.norm.weight", t, {c.hidden_size}});
   if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", t, {c.vocab_size, c.hidden_size}});
   return out;
+}
+
+int64_t first_extra_layer_name(const std::vector<std::string>& names, const ModelConfig& c,
+                               const std::string& prefix) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& n = names[i];
+    if (n.compare(0, prefix.size(), prefix) != 0) continue;
+    size_t p = prefix.size();
+    int64_t layer = 0;
+    bool digits = false;
+    while (p < n.size() && n[p] >= '0' && n[p] <= '9' && layer <= c.num_layers) {
+      layer = layer * 10 + (n[p++] - '0');
+      digits = true;
+    }
+    if (digits && layer >= c.num_layers) return static_cast<int64_t>(i);
+  }
+  return -1;
 }
 
 int64_t linear_index_of_weight(const std::vector<LinearSpec>& linears, const std::string& tensor) {

@@ -474,9 +474,10 @@ Expected<size_t> parse_byte_size(const std::string& text) {
     mult = 1024.0 * 1024 * 1024;
   char* end = nullptr;
   double v = num.empty() ? -1 : std::strtod(num.c_str(), &end);
-  if (mult == 0 || num.empty() || end != num.c_str() + num.size() || !(v * mult >= 1) ||
-      v * mult > 1e18)
+  if (mult == 0 || num.empty() || end != num.c_str() + num.size())
     return invalid_argument("size '" + text + "': expected e.g. 4GB, 500MB, 2GiB or a byte count");
+  if (!(v * mult >= 1) || v * mult > 1e18)
+    return invalid_argument("size '" + text + "': must be at least 1 byte and at most 1e18 bytes");
   return static_cast<size_t>(v * mult);
 }
 

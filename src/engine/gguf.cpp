@@ -460,13 +460,39 @@ Expected<ModelConfig> gguf_model_config(const GgufFile& f) {
     return format_error("GGUF '" + f.path() + "': missing or misshaped token_embd.weight");
   }
   c.vocab_size = emb->ne[1];
+  for (const char* key : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"}) {
+    const GgufValue* v = f.find(key);
+    if (!v) continue;
+    if (v->kind != GgufValue::Kind::kNumber || !(v->num >= 0 && v->num < 0x1p31) ||
+        v->num != static_cast<double>(static_cast<int64_t>(v->num)))
+      return format_error("GGUF '" + f.path() + "': metadata '" + key +
+                          "' must be an integer >= 0");
+    if (std::strcmp(key, "tokenizer.ggml.bos_token_id") == 0)
+      c.bos_token_id = static_cast<int64_t>(v->num);
+    else
+      c.eos_token_ids.push_back(static_cast<int64_t>(v->num));
+  }
   SS_RETURN_IF_ERROR(model_config_check_sizes(c, f.path()));
+  if (const GgufValue* v = f.find("llama.vocab_size");
+      v && v->kind == GgufValue::Kind::kNumber && v->num != static_cast<double>(c.vocab_size))
+    return format_error("GGUF '" + f.path() +
+                        "': llama.vocab_size = " + std::to_string(static_cast<int64_t>(v->num)) +
+                        " but token_embd.weight has " + std::to_string(c.vocab_size) + " rows");
+  if (const GgufValue* v = f.find("tokenizer.ggml.tokens");
+      v && static_cast<int64_t>(v->strs.size()) > c.vocab_size)
+    return format_error("GGUF '" + f.path() + "': " + std::to_string(v->strs.size()) +
+                        " tokenizer tokens but token_embd.weight has " +
+                        std::to_string(c.vocab_size) + " rows");
+  {
+    std::vector<std::string> names;
+    for (const GgufTensorInfo& t : f.tensors()) names.push_back(t.name);
+    if (int64_t i = first_extra_layer_name(names, c, "blk."); i >= 0)
+      return format_error(
+          "GGUF '" + f.path() + "': tensor '" + names[i] +
+          "' is past the last block (llama.block_count = " + std::to_string(c.num_layers) + ")");
+  }
   c.tie_word_embeddings = f.tensor("output.weight") == nullptr;
   c.dtype = DType::kF32;
-  if (const GgufValue* v = f.find("tokenizer.ggml.bos_token_id"))
-    c.bos_token_id = static_cast<int64_t>(v->num);
-  if (const GgufValue* v = f.find("tokenizer.ggml.eos_token_id"))
-    c.eos_token_ids.push_back(static_cast<int64_t>(v->num));
   return c;
 }
 

@@ -48,11 +48,14 @@ struct Source {
     if (gguf) return gguf_read_hf_tensor(*gguf, cfg, name);
     return ckpt->tensor_f32(name);
   }
-  Expected<std::vector<float>> f32_shaped(const std::string& name, int64_t numel) const {
+  // A checkpoint's tensor must have `shape` exactly; GGUF tensors (stored in llama.cpp's layout,
+  // mapped to HF's by gguf_read_hf_tensor) must have its element count.
+  Expected<std::vector<float>> f32_shaped(const std::string& name, const Shape& shape) const {
+    if (ckpt) return ckpt->tensor_f32(name, shape);
     SS_ASSIGN_OR_RETURN(std::vector<float> v, f32(name));
-    if (static_cast<int64_t>(v.size()) != numel) {
+    if (static_cast<int64_t>(v.size()) != shape_numel(shape)) {
       return format_error("tensor '" + name + "': " + std::to_string(v.size()) +
-                          " elements, expected " + std::to_string(numel));
+                          " elements, expected shape " + shape_str(shape));
     }
     return v;
   }
@@ -93,12 +96,12 @@ Expected<std::unique_ptr<Model>> Model::load(const std::string& path, Backend* b
   m->be_ = be;
   m->inv_freq_ = rope_inv_freq(c);
   const int64_t C = c.hidden_size;
-  SS_ASSIGN_OR_RETURN(m->embed_, src.f32_shaped("model.embed_tokens.weight", c.vocab_size * C));
-  SS_ASSIGN_OR_RETURN(m->final_norm_, src.f32_shaped("model.norm.weight", C));
+  SS_ASSIGN_OR_RETURN(m->embed_, src.f32_shaped("model.embed_tokens.weight", {c.vocab_size, C}));
+  SS_ASSIGN_OR_RETURN(m->final_norm_, src.f32_shaped("model.norm.weight", {C}));
   if (c.tie_word_embeddings) {
     m->lm_head_ = be->make_dense_linear(m->embed_, c.vocab_size, C, {});
   } else {
-    SS_ASSIGN_OR_RETURN(std::vector<float> w, src.f32_shaped("lm_head.weight", c.vocab_size * C));
+    SS_ASSIGN_OR_RETURN(std::vector<float> w, src.f32_shaped("lm_head.weight", {c.vocab_size, C}));
     m->lm_head_ = be->make_dense_linear(std::move(w), c.vocab_size, C, {});
   }
   m->layers_.resize(static_cast<size_t>(c.num_layers));
@@ -106,14 +109,14 @@ Expected<std::unique_ptr<Model>> Model::load(const std::string& path, Backend* b
   for (const LinearSpec& ls : specs) {
     std::vector<float> bias;
     if (ls.has_bias) {
-      SS_ASSIGN_OR_RETURN(bias, src.f32_shaped(ls.bias_name(), ls.N));
+      SS_ASSIGN_OR_RETURN(bias, src.f32_shaped(ls.bias_name(), {ls.N}));
     }
     std::unique_ptr<Linear> lin;
     if (src.ckpt && src.ckpt->is_slidesparse()) {
       SS_ASSIGN_OR_RETURN(NmTensor t, src.ckpt->nm_linear(ls.name));
       SS_ASSIGN_OR_RETURN(lin, be->make_nm_linear(t, std::move(bias)));
     } else {
-      SS_ASSIGN_OR_RETURN(std::vector<float> w, src.f32_shaped(ls.weight_name(), ls.N * ls.K));
+      SS_ASSIGN_OR_RETURN(std::vector<float> w, src.f32_shaped(ls.weight_name(), {ls.N, ls.K}));
       if (sp.enabled) {
         const float* norms = nullptr;
         if (sp.prune == PruneMethod::kWanda) {
@@ -139,8 +142,8 @@ Expected<std::unique_ptr<Model>> Model::load(const std::string& path, Backend* b
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     Layer& L = m->layers_[static_cast<size_t>(l)];
-    SS_ASSIGN_OR_RETURN(L.attn_norm, src.f32_shaped(p + "input_layernorm.weight", C));
-    SS_ASSIGN_OR_RETURN(L.mlp_norm, src.f32_shaped(p + "post_attention_layernorm.weight", C));
+    SS_ASSIGN_OR_RETURN(L.attn_norm, src.f32_shaped(p + "input_layernorm.weight", {C}));
+    SS_ASSIGN_OR_RETURN(L.mlp_norm, src.f32_shaped(p + "post_attention_layernorm.weight", {C}));
   }
   if (sp.enabled) {
     origin += std::string(", pruned at load to ") + sp.pattern.str() + " " +

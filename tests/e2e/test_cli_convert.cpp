@@ -374,6 +374,13 @@ TEST_F(CliConvert, InputEqualToOutput) {
   CliRun r = cli("convert " + d + " --out " + out + " --export-dense-pruned " + out);
   expect_error(r, "--export-dense-pruned");
   expect_no_output(out);
+  for (const std::string& dp : {out + "/dense", root() + "/exp_parent"}) {
+    const std::string o = dp == out + "/dense" ? out : dp + "/out";
+    CliRun in = cli("convert " + d + " --out " + o + " --export-dense-pruned " + dp);
+    expect_error(in, "must be separate directories (neither the same nor one inside the other)");
+    expect_no_output(o);
+    expect_no_output(dp);
+  }
   CliRun e = cli("convert " + d + " --out " + out + " --export-dense-pruned " + d + " --force");
   expect_error(e, "is the input");
   expect_no_output(out);

@@ -166,6 +166,14 @@ TEST(ModelConfig, ParsesRealConfigsAndRejectsBadOnes) {
           "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 4,
           "hidden_act": "gelu"})",
        "hidden_act \"gelu\" is not supported"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 8,
+          "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 300,
+          "eos_token_id": [2, 300]})",
+       "eos_token_id = 300 is outside the vocabulary [0, 300)"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 8,
+          "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 300,
+          "bos_token_id": -5})",
+       "bos_token_id = -5 is outside the vocabulary"},
   };
   for (const Bad& b : bad) {
     auto r = ss::model_config_parse(b.json, "cfg/config.json");
@@ -544,4 +552,107 @@ TEST(Checkpoint, InspectFlagsOutOfRangeValuesNaNScalesAndPadding) {
             static_cast<size_t>(row * blocks * n + (blocks - 1) * n + pad_slot),
         &one, 1);
   EXPECT_NE(problem_of(d).find("padding position"), std::string::npos) << problem_of(d);
+}
+
+// What the loaders check beyond what convert wrote: exact shapes of the tensors read as they are,
+// no layers past config.json's count, and no value codes a converter never writes.
+TEST(Checkpoint, LoadersCheckShapesLayerCountAndValueCodes) {
+  std::string src_dir = tmp("load_src");
+  ss::SynthOptions so;
+  so.arch = "tiny-llama";
+  so.out = src_dir;
+  ASSERT_TRUE(ss::synth_checkpoint(so).ok());
+  auto fresh = [&](const std::string& from, const std::string& name) {
+    std::string d = tmp(name);
+    fs::copy(from, d);
+    return d;
+  };
+
+  // A tensor stored transposed (same element count): the shaped read refuses it.
+  auto ck0 = ss::Checkpoint::open(src_dir);
+  ASSERT_TRUE(ck0.ok());
+  const ss::ModelConfig& c = ck0->config();
+  const std::string E = "model.embed_tokens.weight";
+  ASSERT_TRUE(ck0->tensor_f32(E, {c.vocab_size, c.hidden_size}).ok());
+  auto wrong = ck0->tensor_f32(E, {c.hidden_size, c.vocab_size});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find(
+                "tensor '" + E + "': expected shape [" + std::to_string(c.hidden_size) + "," +
+                std::to_string(c.vocab_size) + "], got [" + std::to_string(c.vocab_size) + "," +
+                std::to_string(c.hidden_size) + "]"),
+            std::string::npos)
+      << wrong.status().message();
+  EXPECT_NE(wrong.status().message().find("checkpoint '" + src_dir + "'"), std::string::npos);
+  EXPECT_FALSE(ck0->tensor_f32("model.norm.weight", {c.hidden_size, 1}).ok());
+
+  // config.json with fewer layers than the tensors: open and convert refuse, naming a tensor.
+  {
+    std::string d = fresh(src_dir, "load_layers");
+    std::string cfg = read_all(d + "/config.json");
+    const std::string key = "\"num_hidden_layers\": " + std::to_string(c.num_layers);
+    ASSERT_NE(cfg.find(key), std::string::npos) << cfg;
+    cfg.replace(cfg.find(key), key.size(),
+                "\"num_hidden_layers\": " + std::to_string(c.num_layers - 1));
+    std::ofstream(d + "/config.json", std::ios::trunc) << cfg;
+    auto ck = ss::Checkpoint::open(d);
+    ASSERT_FALSE(ck.ok());
+    const std::string last = "model.layers." + std::to_string(c.num_layers - 1) + ".";
+    EXPECT_NE(ck.status().message().find("tensor '" + last), std::string::npos)
+        << ck.status().message();
+    EXPECT_NE(ck.status().message().find("past the last layer"), std::string::npos);
+    auto src = ss::open_hf_source(d);
+    ASSERT_TRUE(src.ok());
+    ss::ConvertOptions opt;
+    opt.out = tmp("load_layers_out");
+    auto st = ss::convert_checkpoint(**src, opt);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("past the last layer"), std::string::npos) << st.message();
+    EXPECT_FALSE(fs::exists(opt.out));
+  }
+
+  // A value code convert never writes, per storage dtype: nm_linear (every engine's loader)
+  // refuses it with the row and the value's index in the row; inspect reports it.
+  const std::string P = "model.layers.0.mlp.up_proj";
+  struct Case {
+    ss::QuantMode q;
+    std::vector<uint8_t> code;  // little-endian bytes of one stored value
+    const char* needle;
+  } cases[] = {{ss::QuantMode::kInt8, {0x80}, "is -128, outside [-127, 127]"},
+               {ss::QuantMode::kFp8, {0xff}, "is the NaN code"},
+               {ss::QuantMode::kNone, {0x80, 0x7f}, "is inf or NaN"}};  // bf16 +inf
+  auto src = ss::open_hf_source(src_dir);
+  ASSERT_TRUE(src.ok());
+  for (const Case& k : cases) {
+    ss::ConvertOptions opt;
+    opt.out = tmp(std::string("load_codes_") + ss::quant_mode_name(k.q));
+    opt.pattern = {6, 8};
+    opt.quant = k.q;
+    ASSERT_TRUE(ss::convert_checkpoint(**src, opt).ok());
+    auto ck = ss::Checkpoint::open(opt.out);
+    ASSERT_TRUE(ck.ok());
+    auto good = ck->nm_linear(P);
+    ASSERT_TRUE(good.ok());
+    const int64_t vpr = good->values_per_row(), row = 3, col = vpr - 2;
+    const std::string f = opt.out + "/model.safetensors";
+    patch(f, tensor_offset(f, P + ".nm_values") + (row * vpr + col) * k.code.size(), k.code.data(),
+          k.code.size());
+    ck = ss::Checkpoint::open(opt.out);
+    ASSERT_TRUE(ck.ok());
+    auto nm = ck->nm_linear(P);
+    ASSERT_FALSE(nm.ok()) << ss::quant_mode_name(k.q);
+    EXPECT_NE(nm.status().message().find(P + ".nm_values' row 3 value " + std::to_string(col) +
+                                         " " + k.needle),
+              std::string::npos)
+        << nm.status().message();
+    auto rep = ss::inspect_checkpoint(opt.out, 1);
+    ASSERT_TRUE(rep.ok());
+    EXPECT_FALSE(rep->all_verified());
+    for (const auto& l : rep->linears) {
+      if (l.verified) continue;
+      EXPECT_EQ(l.name, P);
+      // The report is about one checkpoint: its problems do not repeat the directory.
+      EXPECT_EQ(l.problem.find("checkpoint '"), std::string::npos) << l.problem;
+      EXPECT_NE(l.problem.find(k.needle), std::string::npos) << l.problem;
+    }
+  }
 }

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "slidesparse/checkpoint.h"
@@ -151,6 +153,40 @@ TEST(EngineModel, LoadTimePruningEqualsConvertedCheckpoint) {
     EXPECT_NE(la, ld);
     // A SlideSparse checkpoint cannot be pruned again.
     EXPECT_EQ(Model::load(out, be.get(), sp).status().code(), StatusCode::kInvalidArgument);
+  }
+}
+
+// A tensor stored transposed has the right element count: the engine must still refuse it
+// (it would otherwise run with the rows read as columns), naming the tensor and both shapes.
+TEST(EngineModel, LoadRefusesTransposedTensors) {
+  auto be = make_cpu_backend();
+  const std::string hf = synth("tiny-llama");  // hidden 64, intermediate 172, vocab 256
+  struct Case {
+    const char* from;
+    const char* to;
+    const char* name;
+  } cases[] = {
+      {"\"shape\":[256,64]}", "\"shape\":[64,256]}", "model.embed_tokens.weight"},
+      {"\"shape\":[64,172]}", "\"shape\":[172,64]}", "model.layers.0.mlp.down_proj.weight"}};
+  for (const Case& k : cases) {
+    const std::string d = tmp_dir() + "/transposed_" + std::to_string(&k - cases);
+    fs::remove_all(d);
+    fs::copy(hf, d);
+    const std::string f = d + "/model.safetensors";
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+    std::string head(4096, '\0');
+    io.read(&head[0], static_cast<std::streamsize>(head.size()));
+    const size_t at = head.find(k.from, head.find(std::string("\"") + k.name + "\""));
+    ASSERT_NE(at, std::string::npos) << k.name;
+    io.clear();
+    io.seekp(static_cast<std::streamoff>(at));
+    io.write(k.to, static_cast<std::streamsize>(std::strlen(k.to)));
+    io.close();
+    auto m = Model::load(d, be.get());
+    ASSERT_FALSE(m.ok()) << k.name;
+    EXPECT_NE(m.status().message().find(std::string("tensor '") + k.name + "': expected shape"),
+              std::string::npos)
+        << m.status().message();
   }
 }
 

@@ -188,6 +188,76 @@ TEST(Gguf, BadHeaders) {
   EXPECT_NE(arr.status().message().find("token_type"), std::string::npos) << arr.status().message();
 }
 
+// gguf_model_config's consistency checks on a header-only Llama: hidden 8, vocab 4, 2 blocks.
+TEST(Gguf, ModelConfigChecksVocabTokensAndBlocks) {
+  struct Opt {
+    int64_t vocab_meta = -1, eos = 2, tokens = 4;
+    const char* extra_tensor = nullptr;
+  };
+  auto make = [](const Opt& o) {
+    std::vector<std::pair<std::string, uint32_t>> u32 = {
+        {"llama.embedding_length", 8},     {"llama.feed_forward_length", 16},
+        {"llama.block_count", 2},          {"llama.attention.head_count", 2},
+        {"llama.context_length", 64},      {"tokenizer.ggml.bos_token_id", 1},
+        {"tokenizer.ggml.eos_token_id", 0}};
+    u32.back().second = static_cast<uint32_t>(o.eos);
+    if (o.vocab_meta >= 0) u32.push_back({"llama.vocab_size", static_cast<uint32_t>(o.vocab_meta)});
+    std::vector<std::string> tensors = {"token_embd.weight"};
+    if (o.extra_tensor) tensors.push_back(o.extra_tensor);
+    W w;
+    w.b = "GGUF";
+    w.pod<uint32_t>(3);
+    w.pod<uint64_t>(tensors.size());
+    w.pod<uint64_t>(2 + u32.size());
+    w.kv_str("general.architecture", "llama");
+    for (const auto& [k, v] : u32) w.kv_u32(k, v);
+    w.str("tokenizer.ggml.tokens");
+    w.pod<uint32_t>(9);  // array
+    w.pod<uint32_t>(8);  // of strings
+    w.pod<uint64_t>(static_cast<uint64_t>(o.tokens));
+    for (int64_t i = 0; i < o.tokens; ++i) w.str("t" + std::to_string(i));
+    for (size_t i = 0; i < tensors.size(); ++i) {  // F32 [8, 4] each (GGUF order: ne[0] = 8)
+      w.str(tensors[i]);
+      w.pod<uint32_t>(2);
+      w.pod<uint64_t>(8);
+      w.pod<uint64_t>(4);
+      w.pod<uint32_t>(0);
+      w.pod<uint64_t>(i * 128);
+    }
+    w.b.resize((w.b.size() + 31) / 32 * 32, '\0');
+    w.b.append(128 * tensors.size(), '\0');
+    return w.b;
+  };
+  auto config_of = [&](const Opt& o) -> Expected<ModelConfig> {
+    SS_ASSIGN_OR_RETURN(GgufFile f, GgufFile::open(write("cfg.gguf", make(o))));
+    return gguf_model_config(f);
+  };
+  Opt ok;
+  ok.vocab_meta = 4;
+  ok.extra_tensor = "blk.1.attn_norm.weight";
+  auto c = config_of(ok);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->vocab_size, 4);
+  EXPECT_EQ(c->bos_token_id, 1);
+  ASSERT_EQ(c->eos_token_ids, std::vector<int64_t>{2});
+  struct Bad {
+    Opt o;
+    std::string needle;
+  } bad[] = {
+      {{5, 2, 4, nullptr}, "llama.vocab_size = 5 but token_embd.weight has 4 rows"},
+      {{-1, 4, 4, nullptr}, "eos_token_id = 4 is outside the vocabulary [0, 4)"},
+      {{-1, 2, 5, nullptr}, "5 tokenizer tokens but token_embd.weight has 4 rows"},
+      {{-1, 2, 4, "blk.2.attn_norm.weight"},
+       "tensor 'blk.2.attn_norm.weight' is past the last block (llama.block_count = 2)"},
+  };
+  for (const Bad& b : bad) {
+    auto r = config_of(b.o);
+    ASSERT_FALSE(r.ok()) << b.needle;
+    EXPECT_NE(r.status().message().find(b.needle), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("cfg.gguf"), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(Gguf, EmbeddedSmolLM2) {
   const std::string p =
       std::string(SS_SOURCE_DIR) + "/.deps/models/SmolLM2-135M-Instruct.Q4_1.gguf";

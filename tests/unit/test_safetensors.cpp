@@ -328,4 +328,8 @@ TEST(Safetensors, ParseByteSize) {
   EXPECT_EQ(*ss::parse_byte_size("123"), 123u);
   for (const char* bad : {"", "GB", "4XB", "-1GB", "0", "1e3", "4 GB"})
     EXPECT_FALSE(ss::parse_byte_size(bad).ok()) << bad;
+  for (const char* bad : {"0", "0.5", "0GB", "2000000000GB"})
+    EXPECT_NE(ss::parse_byte_size(bad).status().message().find("at least 1 byte"),
+              std::string::npos)
+        << bad;
 }

@@ -1010,13 +1010,6 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
                   c, opt, estimate_memory(c, nm, p, q, opt.mode, opt.act_dtype, opt.gemm_backend)));
   const std::vector<LinearSpec>& specs = ck.linears();
   const int64_t C = c.hidden_size;
-  auto f32_shaped = [&](const std::string& name, int64_t numel) -> Expected<std::vector<float>> {
-    SS_ASSIGN_OR_RETURN(std::vector<float> v, ck.tensor_f32(name));
-    if (static_cast<int64_t>(v.size()) != numel)
-      return format_error("tensor '" + name + "': " + std::to_string(v.size()) +
-                          " elements, expected " + std::to_string(numel));
-    return v;
-  };
   // Linears come 7 per layer in q, k, v, o, gate, up, down order.
   static const int kGroups[4][3] = {{0, 1, 2}, {3, -1, -1}, {4, 5, -1}, {6, -1, -1}};
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -1027,7 +1020,7 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
         if (g < 0) continue;
         const LinearSpec& ls = specs[static_cast<size_t>(l * 7 + g)];
         if (ls.has_bias) {
-          SS_ASSIGN_OR_RETURN(std::vector<float> b, f32_shaped(ls.bias_name(), ls.N));
+          SS_ASSIGN_OR_RETURN(std::vector<float> b, ck.tensor_f32(ls.bias_name(), {ls.N}));
           biases.push_back(std::move(b));
         }
         if (ss) {
@@ -1035,7 +1028,7 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
           parts.push_back(std::move(t));
           continue;
         }
-        SS_ASSIGN_OR_RETURN(std::vector<float> w, f32_shaped(ls.weight_name(), ls.N * ls.K));
+        SS_ASSIGN_OR_RETURN(std::vector<float> w, ck.tensor_f32(ls.weight_name(), {ls.N, ls.K}));
         if (!opt.sparsify.enabled) {
           dense.push_back(std::move(w));
           continue;
@@ -1064,17 +1057,17 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
       SS_RETURN_IF_ERROR(m->set_linear(l, f, std::move(fw), opt.mode, q));
     }
     const std::string pre = "model.layers." + std::to_string(l) + ".";
-    SS_ASSIGN_OR_RETURN(auto an, f32_shaped(pre + "input_layernorm.weight", C));
-    SS_ASSIGN_OR_RETURN(auto mn, f32_shaped(pre + "post_attention_layernorm.weight", C));
+    SS_ASSIGN_OR_RETURN(auto an, ck.tensor_f32(pre + "input_layernorm.weight", {C}));
+    SS_ASSIGN_OR_RETURN(auto mn, ck.tensor_f32(pre + "post_attention_layernorm.weight", {C}));
     SS_RETURN_IF_ERROR(m->set_norms(l, an, mn));
   }
-  SS_ASSIGN_OR_RETURN(auto fnorm, f32_shaped("model.norm.weight", C));
+  SS_ASSIGN_OR_RETURN(auto fnorm, ck.tensor_f32("model.norm.weight", {C}));
   SS_RETURN_IF_ERROR(m->set_final_norm(fnorm));
-  SS_ASSIGN_OR_RETURN(auto embed, f32_shaped("model.embed_tokens.weight", c.vocab_size * C));
+  SS_ASSIGN_OR_RETURN(auto embed, ck.tensor_f32("model.embed_tokens.weight", {c.vocab_size, C}));
   if (c.tie_word_embeddings) {
     SS_RETURN_IF_ERROR(m->set_embeddings(embed, nullptr));
   } else {
-    SS_ASSIGN_OR_RETURN(auto head, f32_shaped("lm_head.weight", c.vocab_size * C));
+    SS_ASSIGN_OR_RETURN(auto head, ck.tensor_f32("lm_head.weight", {c.vocab_size, C}));
     SS_RETURN_IF_ERROR(m->set_embeddings(embed, &head));
   }
   std::string desc;
