@@ -73,37 +73,30 @@ int main(int argc, char** argv) {
     bodies.emplace_back(sub, e.setup(*sub));
   }
 
-  // An unknown command word or top-level option gets its own message (CLI11 would only say that
-  // a subcommand is required).
-  auto find_sub = [](CLI::App* a, const char* name) -> CLI::App* {
-    try {
-      return a->get_subcommand(name);
-    } catch (const CLI::Error&) {
-      return nullptr;
-    }
-  };
-  if (argc > 1) {
-    const std::string w = argv[1];
-    CLI::App* top = w[0] == '-' ? nullptr : find_sub(&app, argv[1]);
-    if (w[0] == '-' && w != "-h" && w != "--help" && w != "--version") {
-      std::fprintf(stderr, "slidesparse: error: unknown option '%s' (see --help)\n", argv[1]);
-      return 2;
-    }
-    if (w[0] != '-' && !top) {
-      std::fprintf(stderr, "slidesparse: error: unknown command '%s' (see --help)\n", argv[1]);
-      return 2;
-    }
-    if (top && parents.count(w) && argc > 2 && argv[2][0] != '-' && !find_sub(top, argv[2])) {
-      std::fprintf(stderr, "slidesparse: error: unknown command '%s %s' (see %s --help)\n", argv[1],
-                   argv[2], argv[1]);
-      return 2;
-    }
-  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::fprintf(stderr, "slidesparse: error: %s (see --help)\n", e.what());
+    // An unknown command word or top-level option is named (CLI11 would only say that a
+    // subcommand is required, or that an argument was not expected).
+    auto find_sub = [](CLI::App* a, const char* name) -> CLI::App* {
+      try {
+        return a->get_subcommand(name);
+      } catch (const CLI::Error&) {
+        return nullptr;
+      }
+    };
+    const std::string w = argc > 1 ? argv[1] : "";
+    CLI::App* top = w.empty() || w[0] == '-' ? nullptr : find_sub(&app, argv[1]);
+    if (!w.empty() && w[0] == '-' && w != "-h" && w != "--help" && w != "--version")
+      std::fprintf(stderr, "slidesparse: error: unknown option '%s' (see --help)\n", argv[1]);
+    else if (!w.empty() && w[0] != '-' && !top)
+      std::fprintf(stderr, "slidesparse: error: unknown command '%s' (see --help)\n", argv[1]);
+    else if (top && parents.count(w) && argc > 2 && argv[2][0] != '-' && !find_sub(top, argv[2]))
+      std::fprintf(stderr, "slidesparse: error: unknown command '%s %s' (see %s --help)\n", argv[1],
+                   argv[2], argv[1]);
+    else
+      std::fprintf(stderr, "slidesparse: error: %s (see --help)\n", e.what());
     return 2;
   }
   for (auto& [sub, body] : bodies) {
