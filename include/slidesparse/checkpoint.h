@@ -132,6 +132,8 @@ class Checkpoint {
   Expected<std::vector<float>> dense_linear_f32(const std::string& P) const;
   // Any stored tensor (bias, embeddings, norms, lm_head ...) as a view into the mapping, or fp32.
   Expected<TensorView> view(const std::string& name) const { return store_.view(name); }
+  // The same, required to have exactly `shape` (the message names the checkpoint and both).
+  Expected<TensorView> view(const std::string& name, const Shape& shape) const;
   Expected<std::vector<float>> tensor_f32(const std::string& name) const;
   // A stored float tensor that must have exactly `shape` (embedding, norms, biases, lm_head, a
   // plain checkpoint's linear weights), as fp32. Same element count but another shape (a

@@ -18,6 +18,7 @@
 #include "slidesparse/pattern.h"
 #include "slidesparse/quant.h"
 #include "slidesparse/status.h"
+#include "slidesparse/tensor.h"
 
 namespace slidesparse {
 
@@ -191,6 +192,11 @@ struct DenseWeightCodes {
 // Host conversion of fp32 [N, K] (all cores); make_dense_linear(w, ...) is this + the one below.
 Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t K, QuantMode q,
                                               DType act_dtype);
+// The same from stored float tensors (F32/F16/BF16/F8_E4M3 [n_i, K], e.g. a checkpoint's q, k, v
+// views): their rows one after another, converted per row block on all cores with no fp32 copy
+// of the whole weight; the codes equal dense_weight_codes of their fp32 concatenation.
+Expected<DenseWeightCodes> dense_weight_codes(const std::vector<TensorView>& parts, int64_t K,
+                                              QuantMode q, DType act_dtype);
 // Dense layer from converted weights (loading many layers with the same weights converts once).
 Expected<std::unique_ptr<GpuLinear>> make_dense_linear(const DenseWeightCodes& w, const float* bias,
                                                        const LinearConfig& cfg);

@@ -592,12 +592,17 @@ Expected<std::vector<float>> Checkpoint::tensor_f32(const std::string& name) con
   return tensor_to_f32(name, v);
 }
 
-Expected<std::vector<float>> Checkpoint::tensor_f32(const std::string& name,
-                                                    const Shape& shape) const {
+Expected<TensorView> Checkpoint::view(const std::string& name, const Shape& shape) const {
   SS_ASSIGN_OR_RETURN(TensorView v, store_.view(name));
   if (v.shape != shape)
     return format_error("checkpoint '" + dir_ + "': tensor '" + name + "': expected shape " +
                         shape_str(shape) + ", got " + shape_str(v.shape));
+  return v;
+}
+
+Expected<std::vector<float>> Checkpoint::tensor_f32(const std::string& name,
+                                                    const Shape& shape) const {
+  SS_ASSIGN_OR_RETURN(TensorView v, view(name, shape));
   auto f = tensor_to_f32(name, v);
   if (!f.ok())
     return Status(f.status().code(), "checkpoint '" + dir_ + "': " + f.status().message());

@@ -726,6 +726,63 @@ Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t
   return out;
 }
 
+Expected<DenseWeightCodes> dense_weight_codes(const std::vector<TensorView>& parts, int64_t K,
+                                              QuantMode q, DType act_dtype) {
+  std::vector<int64_t> first;  // first row of each part
+  int64_t N = 0;
+  for (const TensorView& p : parts) {
+    const bool fl = p.dtype == DType::kF32 || p.dtype == DType::kF16 || p.dtype == DType::kBF16 ||
+                    p.dtype == DType::kF8E4M3;
+    if (!fl || p.shape.size() != 2 || p.shape[0] <= 0 || p.shape[1] != K ||
+        p.nbytes != static_cast<size_t>(p.numel()) * dtype_size(p.dtype))
+      return invalid_argument("dense linear: part " + std::string(dtype_name(p.dtype)) + " " +
+                              shape_str(p.shape) + " is not [*, " + std::to_string(K) +
+                              "] float rows");
+    first.push_back(N);
+    N += p.shape[0];
+  }
+  if (N <= 0 || K <= 0)
+    return invalid_argument("dense linear: weight shape [" + std::to_string(N) + "," +
+                            std::to_string(K) + "] must be positive");
+  SS_RETURN_IF_ERROR(cuda::check_act(act_dtype));
+  DenseWeightCodes out;
+  out.dtype = cuda::gemm_in(act_dtype, q);
+  out.N = N;
+  out.K = K;
+  out.quant = q;
+  out.scales.resize(q == QuantMode::kNone ? 0 : N);
+  const DType t = out.dtype;
+  const size_t es = dtype_size(t);
+  out.codes.resize(static_cast<size_t>(N * K) * es);
+  uint8_t* codes = out.codes.data();
+  float* scales = out.scales.data();
+  std::atomic<bool> bad{false};
+  for_row_chunks(N, [&](int64_t r0, int64_t r1) {
+    // Blocks of <= 2^20 elements (a 4 MB fp32 scratch per thread), never across parts.
+    const int64_t block = std::max<int64_t>(1, (int64_t{1} << 20) / K);
+    std::vector<float> f(static_cast<size_t>(std::min(block, r1 - r0) * K));
+    for (int64_t b0 = r0; b0 < r1;) {
+      const size_t pi =
+          static_cast<size_t>(std::upper_bound(first.begin(), first.end(), b0) - first.begin()) - 1;
+      const TensorView& p = parts[pi];
+      const int64_t b1 = std::min({r1, b0 + block, first[pi] + p.shape[0]});
+      const auto* src = static_cast<const uint8_t*>(p.data) +
+                        static_cast<size_t>((b0 - first[pi]) * K) * dtype_size(p.dtype);
+      if (!convert_to_f32(p.dtype, src, f.data(), (b1 - b0) * K).ok()) bad = true;
+      if (q == QuantMode::kNone) {
+        if (!convert_from_f32(t, f.data(), codes + b0 * K * es, (b1 - b0) * K).ok()) bad = true;
+      } else {
+        quantize_rows(q, f.data(), b1 - b0, K, codes + b0 * K * es, scales + b0);
+      }
+      b0 = b1;
+    }
+  });
+  if (bad)
+    return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
+                          " failed");
+  return out;
+}
+
 Expected<GemmBackend> effective_gemm_backend(GemmBackend b, bool sparse, QuantMode q, DType act) {
   return cuda::resolve_backend(b,
                                sparse ? "SLIDESPARSE_SPARSE_BACKEND" : "SLIDESPARSE_DENSE_BACKEND",

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <tuple>
 #include <string>
 #include <vector>
@@ -131,6 +132,73 @@ void check_int8(const NmTensor& w, const Acts& a, int64_t M, const std::vector<f
     expect_close_ulps(act, r.y, yref, 1);
     expect_residual_forms(**l, a, act, M, w.N, r.y, static_cast<uint64_t>(M * 7 + w.N));
   }
+}
+
+// Host only (runs without a GPU): the loader's conversion straight from stored parts (mixed
+// dtypes, blocks crossing part boundaries, several threads) gives the codes and scales of
+// dense_weight_codes on the parts' fp32 concatenation, for every precision.
+TEST(DenseWeightCodes, FromStoredPartsEqualsConcatenation) {
+  std::mt19937 rng(77);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  struct Shape2 {
+    int64_t K;
+    std::vector<int64_t> rows;
+    std::vector<DType> dtypes;
+  } shapes[] = {{int64_t{1} << 19, {3, 2, 1}, {DType::kBF16, DType::kF16, DType::kF32}},
+                {96, {500, 7, 193}, {DType::kBF16, DType::kBF16, DType::kF16}},
+                {100, {1}, {DType::kF32}}};
+  for (const Shape2& sh : shapes) {
+    std::vector<std::vector<uint8_t>> store;
+    std::vector<TensorView> parts;
+    std::vector<float> all;  // fp32 concatenation of the stored values
+    for (size_t i = 0; i < sh.rows.size(); ++i) {
+      const int64_t n = sh.rows[i] * sh.K;
+      std::vector<float> f(static_cast<size_t>(n));
+      for (float& x : f) x = nd(rng);
+      f[0] = 0.0f;
+      if (n > 1) f[1] = -0.0f;
+      store.emplace_back(static_cast<size_t>(n) * dtype_size(sh.dtypes[i]));
+      ASSERT_TRUE(convert_from_f32(sh.dtypes[i], f.data(), store.back().data(), n).ok());
+      std::vector<float> back(static_cast<size_t>(n));
+      ASSERT_TRUE(convert_to_f32(sh.dtypes[i], store.back().data(), back.data(), n).ok());
+      all.insert(all.end(), back.begin(), back.end());
+      TensorView v;
+      v.dtype = sh.dtypes[i];
+      v.shape = {sh.rows[i], sh.K};
+      v.data = store.back().data();
+      v.nbytes = store.back().size();
+      parts.push_back(v);
+    }
+    const int64_t N = static_cast<int64_t>(all.size()) / sh.K;
+    for (DType act : {DType::kBF16, DType::kF16})
+      for (QuantMode q : {QuantMode::kNone, QuantMode::kInt8, QuantMode::kFp8}) {
+        SCOPED_TRACE(std::string(dtype_name(act)) + " " + quant_mode_name(q) + " K " +
+                     std::to_string(sh.K));
+        auto want = dense_weight_codes(all.data(), N, sh.K, q, act);
+        auto got = dense_weight_codes(parts, sh.K, q, act);
+        ASSERT_TRUE(want.ok() && got.ok()) << got.status().to_string();
+        EXPECT_EQ(got->N, N);
+        EXPECT_EQ(got->dtype, want->dtype);
+        EXPECT_TRUE(got->codes == want->codes);
+        ASSERT_EQ(got->scales.size(), want->scales.size());
+        EXPECT_EQ(std::memcmp(got->scales.data(), want->scales.data(), got->scales.size() * 4), 0);
+      }
+  }
+  // A part that is not [*, K] float rows: one clear error.
+  std::vector<uint8_t> b(64);
+  TensorView bad;
+  bad.dtype = DType::kI8;
+  bad.shape = {1, 64};
+  bad.data = b.data();
+  bad.nbytes = b.size();
+  auto r = dense_weight_codes(std::vector<TensorView>{bad}, 64, QuantMode::kNone, DType::kBF16);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("is not [*, 64] float rows"), std::string::npos)
+      << r.status().message();
+  bad.dtype = DType::kBF16;
+  bad.shape = {2, 16};
+  EXPECT_FALSE(
+      dense_weight_codes(std::vector<TensorView>{bad}, 32, QuantMode::kNone, DType::kBF16).ok());
 }
 
 TEST(Sm80_SparseLinear_int8_TN, BitExactAccumulatorsAllPatterns) {

@@ -1015,7 +1015,8 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
   for (int64_t l = 0; l < c.num_layers; ++l) {
     for (int f = 0; f < 4; ++f) {
       std::vector<NmTensor> parts;
-      std::vector<std::vector<float>> dense, biases;
+      std::vector<std::vector<float>> biases;
+      std::vector<TensorView> dense;  // plain checkpoint, no pruning: the parts as stored
       for (int g : kGroups[f]) {
         if (g < 0) continue;
         const LinearSpec& ls = specs[static_cast<size_t>(l * 7 + g)];
@@ -1028,11 +1029,12 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
           parts.push_back(std::move(t));
           continue;
         }
-        SS_ASSIGN_OR_RETURN(std::vector<float> w, ck.tensor_f32(ls.weight_name(), {ls.N, ls.K}));
         if (!opt.sparsify.enabled) {
-          dense.push_back(std::move(w));
+          SS_ASSIGN_OR_RETURN(TensorView v, ck.view(ls.weight_name(), {ls.N, ls.K}));
+          dense.push_back(v);
           continue;
         }
+        SS_ASSIGN_OR_RETURN(std::vector<float> w, ck.tensor_f32(ls.weight_name(), {ls.N, ls.K}));
         const float* norms = nullptr;
         if (opt.sparsify.prune == PruneMethod::kWanda) {
           auto it = opt.sparsify.act_norms.find(ls.name);
@@ -1049,10 +1051,14 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
       if (nm) {
         SS_ASSIGN_OR_RETURN(fw, fuse_nm(std::move(parts), std::move(biases)));
       } else {
-        fw.w = concat(dense);
+        // Converted straight from the mapped tensors (all cores, no fp32 copy of the weight).
         fw.K = specs[static_cast<size_t>(l * 7 + kGroups[f][0])].K;
-        fw.N = static_cast<int64_t>(fw.w.size()) / fw.K;
+        SS_ASSIGN_OR_RETURN(DenseWeightCodes dc, dense_weight_codes(dense, fw.K, q, opt.act_dtype));
+        fw.N = dc.N;
+        fw.codes = std::make_shared<const DenseWeightCodes>(std::move(dc));
         fw.bias = concat(biases);
+        for (int g : kGroups[f])
+          if (g >= 0) ck.store().release(specs[static_cast<size_t>(l * 7 + g)].weight_name());
       }
       SS_RETURN_IF_ERROR(m->set_linear(l, f, std::move(fw), opt.mode, q));
     }
