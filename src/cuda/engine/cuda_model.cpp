@@ -1031,6 +1031,11 @@ Expected<std::unique_ptr<CudaModel>> load_cuda_model(const std::string& path,
         }
         if (!opt.sparsify.enabled) {
           SS_ASSIGN_OR_RETURN(TensorView v, ck.view(ls.weight_name(), {ls.N, ls.K}));
+          if (v.dtype != DType::kF32 && v.dtype != DType::kF16 && v.dtype != DType::kBF16 &&
+              v.dtype != DType::kF8E4M3)
+            return unsupported("checkpoint '" + path + "': tensor '" + ls.weight_name() +
+                               "' has dtype " + dtype_name(v.dtype) +
+                               ", expected a float dtype (F32, F16, BF16, F8_E4M3)");
           dense.push_back(v);
           continue;
         }
