@@ -95,6 +95,11 @@ int main(int argc, char** argv) {
     else if (top && parents.count(w) && argc > 2 && argv[2][0] != '-' && !find_sub(top, argv[2]))
       std::fprintf(stderr, "slidesparse: error: unknown command '%s %s' (see %s --help)\n", argv[1],
                    argv[2], argv[1]);
+    else if (top && parents.count(w) && (argc == 2 || argv[2][0] == '-'))
+      std::fprintf(stderr, "slidesparse: error: '%s' needs a subcommand (see %s --help)\n", argv[1],
+                   argv[1]);
+    else if (argc == 1)
+      std::fprintf(stderr, "slidesparse: error: a command is required (see --help)\n");
     else
       std::fprintf(stderr, "slidesparse: error: %s (see --help)\n", e.what());
     return 2;

@@ -97,6 +97,13 @@ TEST(CliEval, UnknownCommandsListsAndTuningFiles) {
   expect_one_error_line(cli("frobnicate"), "unknown command 'frobnicate'");
   expect_one_error_line(cli("--bogus"), "unknown option '--bogus'");
   expect_one_error_line(cli("eval foo"), "unknown command 'eval foo'");
+  expect_one_error_line(cli("bench"), "'bench' needs a subcommand (see bench --help)");
+  expect_one_error_line(cli("eval --bogus"), "'eval' needs a subcommand (see eval --help)");
+  expect_one_error_line(cli(""), "a command is required");
+  // An error inside a nested command keeps its own message.
+  const CliRun nested = cli("bench e2e --out " + dir() + "/y --frob");
+  expect_one_error_line(nested, "--frob");
+  EXPECT_EQ(nested.err.find("needs a subcommand"), std::string::npos) << nested.err;
   expect_one_error_line(cli("bench e2e --arch tiny-qwen2 --M 1,,2 --out " + dir() + "/x"),
                         "empty item");
   if (cli("--version").out.find("CUDA backend") == std::string::npos) return;  // tune: CUDA only
