@@ -695,34 +695,43 @@ void for_row_chunks(int64_t N, Fn&& fn) {
 }
 }  // namespace
 
-Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t K, QuantMode q,
-                                              DType act_dtype) {
-  if (N <= 0 || K <= 0)
-    return invalid_argument("dense linear: weight shape [" + std::to_string(N) + "," +
-                            std::to_string(K) + "] must be positive");
-  SS_RETURN_IF_ERROR(cuda::check_act(act_dtype));
+namespace {
+// The codes of an [N, K] weight, allocated (N, K > 0 and act checked by the callers).
+DenseWeightCodes new_codes(int64_t N, int64_t K, QuantMode q, DType act_dtype) {
   DenseWeightCodes out;
   out.dtype = cuda::gemm_in(act_dtype, q);
   out.N = N;
   out.K = K;
   out.quant = q;
   out.scales.resize(q == QuantMode::kNone ? 0 : N);
-  const DType t = out.dtype;
-  const size_t es = dtype_size(t);
-  out.codes.resize(static_cast<size_t>(N * K) * es);
-  uint8_t* codes = out.codes.data();
-  float* scales = out.scales.data();
+  out.codes.resize(static_cast<size_t>(N * K) * dtype_size(out.dtype));
+  return out;
+}
+
+// Rows r0 .. r0 + rows of out from their fp32 values f: converted, or quantized per row.
+bool encode_rows(DenseWeightCodes& out, const float* f, int64_t r0, int64_t rows) {
+  const int64_t K = out.K;
+  uint8_t* codes = out.codes.data() + static_cast<size_t>(r0 * K) * dtype_size(out.dtype);
+  if (out.quant == QuantMode::kNone) return convert_from_f32(out.dtype, f, codes, rows * K).ok();
+  quantize_rows(out.quant, f, rows, K, codes, out.scales.data() + r0);
+  return true;
+}
+}  // namespace
+
+Expected<DenseWeightCodes> dense_weight_codes(const float* w, int64_t N, int64_t K, QuantMode q,
+                                              DType act_dtype) {
+  if (N <= 0 || K <= 0)
+    return invalid_argument("dense linear: weight shape [" + std::to_string(N) + "," +
+                            std::to_string(K) + "] must be positive");
+  SS_RETURN_IF_ERROR(cuda::check_act(act_dtype));
+  DenseWeightCodes out = new_codes(N, K, q, act_dtype);
   std::atomic<bool> bad{false};
   for_row_chunks(N, [&](int64_t r0, int64_t r1) {
-    if (q == QuantMode::kNone) {
-      if (!convert_from_f32(t, w + r0 * K, codes + r0 * K * es, (r1 - r0) * K).ok()) bad = true;
-    } else {
-      quantize_rows(q, w + r0 * K, r1 - r0, K, codes + r0 * K * es, scales + r0);
-    }
+    if (!encode_rows(out, w + r0 * K, r0, r1 - r0)) bad = true;
   });
   if (bad)
-    return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
-                          " failed");
+    return internal_error("dense linear: weight conversion to " +
+                          std::string(dtype_name(out.dtype)) + " failed");
   return out;
 }
 
@@ -745,17 +754,7 @@ Expected<DenseWeightCodes> dense_weight_codes(const std::vector<TensorView>& par
     return invalid_argument("dense linear: weight shape [" + std::to_string(N) + "," +
                             std::to_string(K) + "] must be positive");
   SS_RETURN_IF_ERROR(cuda::check_act(act_dtype));
-  DenseWeightCodes out;
-  out.dtype = cuda::gemm_in(act_dtype, q);
-  out.N = N;
-  out.K = K;
-  out.quant = q;
-  out.scales.resize(q == QuantMode::kNone ? 0 : N);
-  const DType t = out.dtype;
-  const size_t es = dtype_size(t);
-  out.codes.resize(static_cast<size_t>(N * K) * es);
-  uint8_t* codes = out.codes.data();
-  float* scales = out.scales.data();
+  DenseWeightCodes out = new_codes(N, K, q, act_dtype);
   std::atomic<bool> bad{false};
   for_row_chunks(N, [&](int64_t r0, int64_t r1) {
     // Blocks of <= 2^20 elements (a 4 MB fp32 scratch per thread), never across parts.
@@ -768,18 +767,15 @@ Expected<DenseWeightCodes> dense_weight_codes(const std::vector<TensorView>& par
       const int64_t b1 = std::min({r1, b0 + block, first[pi] + p.shape[0]});
       const auto* src = static_cast<const uint8_t*>(p.data) +
                         static_cast<size_t>((b0 - first[pi]) * K) * dtype_size(p.dtype);
-      if (!convert_to_f32(p.dtype, src, f.data(), (b1 - b0) * K).ok()) bad = true;
-      if (q == QuantMode::kNone) {
-        if (!convert_from_f32(t, f.data(), codes + b0 * K * es, (b1 - b0) * K).ok()) bad = true;
-      } else {
-        quantize_rows(q, f.data(), b1 - b0, K, codes + b0 * K * es, scales + b0);
-      }
+      if (!convert_to_f32(p.dtype, src, f.data(), (b1 - b0) * K).ok() ||
+          !encode_rows(out, f.data(), b0, b1 - b0))
+        bad = true;
       b0 = b1;
     }
   });
   if (bad)
-    return internal_error("dense linear: weight conversion to " + std::string(dtype_name(t)) +
-                          " failed");
+    return internal_error("dense linear: weight conversion to " +
+                          std::string(dtype_name(out.dtype)) + " failed");
   return out;
 }
 
